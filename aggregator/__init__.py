@@ -1,0 +1,1 @@
+"""The arq worker side: folding notifications into PostgreSQL, and periodic jobs."""

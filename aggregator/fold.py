@@ -1,0 +1,165 @@
+"""Pure folding: typed notifications in, plain values describing changes out.
+
+No SQLAlchemy, httpx or arq here; ``store.py`` turns a ``FoldPlan`` into SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from schema.events import (
+    AUTHORIZATION_REVOKE,
+    CHAT_MESSAGE,
+    STREAM_OFFLINE,
+    STREAM_ONLINE,
+    AuthorizationRevoke,
+    ChatMessage,
+    Notification,
+    StreamOffline,
+    StreamOnline,
+    Unfoldable,
+)
+
+# Twitch ids are short opaque strings; anything longer is not a Twitch payload, and
+# the columns that hold ids are sized for them.
+MAX_ID_LENGTH = 64
+_TYPE_OF = {
+    ChatMessage: CHAT_MESSAGE,
+    StreamOnline: STREAM_ONLINE,
+    StreamOffline: STREAM_OFFLINE,
+    AuthorizationRevoke: AUTHORIZATION_REVOKE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRow:
+    chat_message_id: str
+    broadcaster_id: str
+    chatter_id: str
+    sent_at: datetime
+
+
+@dataclass(slots=True)
+class FoldPlan:
+    chat: list[ChatRow] = field(default_factory=list)
+    onlines: list[StreamOnline] = field(default_factory=list)
+    offlines: list[StreamOffline] = field(default_factory=list)
+    revokes: list[AuthorizationRevoke] = field(default_factory=list)
+    dead: list[Unfoldable] = field(default_factory=list)
+    # Shared-chat echoes and other notifications that are folded as "seen, nothing to count".
+    ignored: int = 0
+
+
+def _too_long_id(notification: Notification) -> str | None:
+    ids: Iterable[str]
+    if isinstance(notification, ChatMessage):
+        ids = (notification.broadcaster_id, notification.chatter_id, notification.chat_message_id)
+    elif isinstance(notification, StreamOnline):
+        ids = (notification.broadcaster_id, notification.stream_id)
+    elif isinstance(notification, StreamOffline):
+        ids = (notification.broadcaster_id,)
+    elif isinstance(notification, AuthorizationRevoke):
+        ids = (notification.user_id,)
+    else:
+        return None
+    for value in ids:
+        if not value or len(value) > MAX_ID_LENGTH:
+            return f"id {value[:80]!r} is empty or longer than {MAX_ID_LENGTH} characters"
+    return None
+
+
+def plan(notifications: Iterable[Notification], *, bodies: dict[str, bytes] | None = None) -> FoldPlan:
+    """Sort notifications into the changes they make.
+
+    Notifications must already be new (not in the ledger). A chat message seen twice in
+    one batch (two subscriptions delivering it under different ids) is kept once, at the
+    earliest event time, so the outcome does not depend on how batches were cut.
+    """
+    result = FoldPlan()
+    chat: dict[str, ChatRow] = {}
+    for notification in notifications:
+        problem = _too_long_id(notification)
+        if problem is not None:
+            body = (bodies or {}).get(notification.message_id, b"")
+            kind = _TYPE_OF.get(type(notification), "unknown")
+            result.dead.append(Unfoldable(notification.message_id, kind, problem, body))
+            continue
+        match notification:
+            case ChatMessage(from_other_channel=True):
+                result.ignored += 1
+            case ChatMessage():
+                row = ChatRow(
+                    notification.chat_message_id,
+                    notification.broadcaster_id,
+                    notification.chatter_id,
+                    notification.event_time,
+                )
+                known = chat.get(row.chat_message_id)
+                if known is None or row.sent_at < known.sent_at:
+                    chat[row.chat_message_id] = row
+            case StreamOnline():
+                result.onlines.append(notification)
+            case StreamOffline():
+                result.offlines.append(notification)
+            case AuthorizationRevoke():
+                result.revokes.append(notification)
+            case Unfoldable():
+                result.dead.append(notification)
+    # Sorted so concurrent writers take index locks in one order (no deadlocks).
+    result.chat = sorted(chat.values(), key=lambda r: r.chat_message_id)
+    return result
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFacts:
+    id: str
+    started_at: datetime
+    started_by: str
+    reconcile_ended_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    ended_at: datetime | None
+    ended_by: str | None
+
+
+def session_ends(
+    sessions: Sequence[SessionFacts], offlines: Sequence[datetime]
+) -> dict[str, SessionEnd]:
+    """Where each of one channel's sessions ends, from the facts alone.
+
+    The rule depends only on the set of facts, never on the order they arrived in, so
+    reordered and duplicated deliveries fold to the same sessions:
+
+    * a session ends at the first ``stream.offline`` after its start, unless the next
+      session started before that offline (then the offline belongs to a later stream);
+    * otherwise at the next session's start ("a new stream closes the open one"), or at
+      reconciliation's estimate if that is earlier;
+    * otherwise it is still open.
+    """
+    ordered = sorted(sessions, key=lambda s: (s.started_at, s.id))
+    offline_times = sorted(offlines)
+    ends: dict[str, SessionEnd] = {}
+    for index, session in enumerate(ordered):
+        following = ordered[index + 1] if index + 1 < len(ordered) else None
+        offline = next((t for t in offline_times if t > session.started_at), None)
+        if offline is not None and (following is None or offline <= following.started_at):
+            ends[session.id] = SessionEnd(offline, "eventsub")
+            continue
+        candidates: list[tuple[datetime, str]] = []
+        if following is not None:
+            candidates.append((following.started_at, following.started_by))
+        if session.reconcile_ended_at is not None:
+            candidates.append((session.reconcile_ended_at, "reconcile"))
+        if candidates:
+            end, by = min(candidates)
+            ends[session.id] = SessionEnd(max(end, session.started_at), by)
+        else:
+            ends[session.id] = SessionEnd(None, None)
+    return ends

@@ -1,0 +1,169 @@
+"""The arq worker: job functions, start-up and shutdown.
+
+A fold job carries a batch of deliveries (the receiver batches across concurrent
+requests). Jobs running at the same time in one process are committed together by a
+``GroupWriter``, so a worker does one transaction per poll's worth of jobs rather than
+one per job, and each job still finishes only after its own effects committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from arq import Retry
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from aggregator.store import fold_deliveries, record_dead_letters
+from schema.batching import GroupWriter
+from schema.db import create_engine, create_sessionmaker, is_transient
+from schema.events import Delivery, Unfoldable
+from schema.jobs import FOLD_JOB, decode_batch, failed_batches_key
+from schema.logs import get_logger
+from schema.settings import Settings
+
+log = get_logger("aggregator.worker")
+
+# A job's Redis keys say "in progress" for job_timeout + 10 s after a worker dies, so a
+# short timeout bounds how long a killed batch waits before it is folded again.
+FOLD_TIMEOUT_SECONDS = 30
+# Retries with backoff capped at 60 s: 40 tries ride out a PostgreSQL outage of about
+# 35 minutes before a batch is parked in the failed-batches list (never dropped).
+FOLD_MAX_TRIES = 40
+# Largest number of deliveries committed in one transaction (~1 KiB each). LIMITS.md:
+# batches of 1,000 reach 25-35k upserts/s on one connection; bigger gains little.
+MAX_DELIVERIES_PER_COMMIT = 2000
+
+
+def retry_delay(job_try: int) -> float:
+    return float(min(60, 2 ** min(job_try, 6)))
+
+
+class Folder:
+    """Commits the batches of concurrently running jobs together."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._writer: GroupWriter[Sequence[Delivery]] = GroupWriter(
+            self._commit, max_batch=64, isolate=lambda exc: not is_transient(exc)
+        )
+
+    async def fold(self, deliveries: Sequence[Delivery]) -> None:
+        if len(deliveries) > MAX_DELIVERIES_PER_COMMIT:
+            await self._commit([deliveries])
+        else:
+            await self._writer.submit(deliveries)
+
+    async def _commit(self, batches: list[Sequence[Delivery]]) -> None:
+        deliveries = [d for batch in batches for d in batch]
+        async with self._sessions.begin() as session:
+            stats = await fold_deliveries(session, deliveries)
+        log.debug("fold.committed", jobs=len(batches), deliveries=stats.deliveries,
+                  duplicates=stats.duplicates, dead_letters=stats.dead_letters)
+
+
+async def fold_notifications(ctx: dict[str, Any], payload: bytes) -> int:
+    """Fold one batch of verified deliveries; return how many it carried."""
+    deliveries = decode_batch(payload)
+    folder: Folder = ctx["folder"]
+    try:
+        await folder.fold(deliveries)
+    except Exception as exc:
+        if is_transient(exc):
+            return await _retry_later(ctx, payload, exc)
+        # Not an outage: one delivery's data broke the transaction. Fold the batch one
+        # delivery at a time and dead-letter the ones that still fail.
+        await _fold_one_by_one(ctx, deliveries)
+    return len(deliveries)
+
+
+async def _retry_later(ctx: dict[str, Any], payload: bytes, exc: Exception) -> int:
+    job_try = int(ctx.get("job_try", 1))
+    if job_try >= FOLD_MAX_TRIES:
+        # arq would drop the job after this try; park it where an operator finds it
+        # (`streamfold requeue-failed`) instead of losing accepted notifications.
+        await ctx["redis"].rpush(failed_batches_key(ctx["settings"].queue_name), payload)
+        log.error("fold.parked", job_id=ctx.get("job_id"), error=type(exc).__name__)
+        return 0
+    delay = retry_delay(job_try)
+    log.warning("fold.retry", job_id=ctx.get("job_id"), job_try=job_try, defer_s=delay,
+                error=type(exc).__name__)
+    raise Retry(defer=delay) from exc
+
+
+async def _fold_one_by_one(ctx: dict[str, Any], deliveries: Sequence[Delivery]) -> None:
+    sessions: async_sessionmaker[AsyncSession] = ctx["sessions"]
+    for delivery in deliveries:
+        try:
+            async with sessions.begin() as session:
+                await fold_deliveries(session, [delivery])
+        except Exception as exc:
+            if is_transient(exc):
+                raise Retry(defer=retry_delay(int(ctx.get("job_try", 1)))) from exc
+            reason = f"fold failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            log.error("fold.dead_letter", message_id=delivery.message_id, reason=reason)
+            async with sessions.begin() as session:
+                letter = Unfoldable(delivery.message_id, delivery.subscription_type,  # type: ignore[arg-type]
+                                    reason, delivery.body)
+                await record_dead_letters(session, [letter], {})
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    engine = create_engine(settings.database_url or "", pool_size=4)
+    ctx["engine"] = engine
+    ctx["sessions"] = create_sessionmaker(engine)
+    ctx["folder"] = Folder(ctx["sessions"])
+    log.info("worker.started", queue=settings.queue_name)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    engine = ctx.get("engine")
+    if engine is not None:
+        await engine.dispose()
+
+
+def redis_settings(redis_url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(redis_url)
+    # Keep retrying after a Redis blip instead of letting the poll loop exit (arq #386).
+    settings.retry_on_timeout = True
+    settings.conn_retries = 30
+    return settings
+
+
+def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Everything arq's ``Worker`` needs, for ``streamfold worker`` and for tests."""
+    settings.require("database_url", "redis_url")
+    options: dict[str, Any] = {
+        "functions": [
+            func(fold_notifications, name=FOLD_JOB, timeout=FOLD_TIMEOUT_SECONDS,
+                 max_tries=FOLD_MAX_TRIES, keep_result=0),
+        ],
+        "queue_name": settings.queue_name,
+        "redis_settings": redis_settings(settings.redis_url or ""),
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "ctx": {"settings": settings},
+        # Jobs are retried by our own rules; a result key would only block a job id
+        # from being enqueued again (RELIABILITY.md 2).
+        "keep_result": 0,
+        "max_jobs": 64,
+        "poll_delay": 0.05,
+        "job_timeout": FOLD_TIMEOUT_SECONDS,
+        "max_tries": FOLD_MAX_TRIES,
+        "health_check_interval": 15,
+        "job_completion_wait": 10,
+    }
+    options.update(overrides)
+    return options
+
+
+def create_worker(settings: Settings, **overrides: Any) -> Worker:
+    return Worker(**worker_options(settings, **overrides))
+
+
+def run(settings: Settings) -> None:
+    """Run a worker until SIGINT/SIGTERM (arq re-queues jobs it had to cancel)."""
+    create_worker(settings).run()

@@ -1,0 +1,68 @@
+"""create_app(settings): routes, middleware, lifespan. What uvicorn serves."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from receiver.context import Context
+from receiver.errors import EXCEPTION_HANDLERS
+from receiver.eventsub import callback
+from receiver.health import healthz, readyz
+from receiver.metrics import metrics
+from receiver.queue import NotificationQueue, connect_redis
+from schema.db import create_engine, create_sessionmaker
+from schema.logs import get_logger
+from schema.settings import Settings
+
+log = get_logger("receiver.app")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Starlette:
+    settings.require("database_url", "redis_url", "eventsub_secret")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url or "")
+        redis = connect_redis(settings.redis_url or "")
+        app.state.ctx = Context(
+            settings=settings,
+            engine=engine,
+            sessions=create_sessionmaker(engine),
+            redis=redis,
+            queue=NotificationQueue(redis, settings.queue_name),
+            clock=clock,
+        )
+        await _warn_if_redis_may_evict(redis)
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    routes = [
+        Route("/eventsub/callback", callback, methods=["POST"]),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+    ]
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+
+
+async def _warn_if_redis_may_evict(redis: object) -> None:
+    """An evicting Redis can silently drop accepted jobs (RELIABILITY.md 2)."""
+    try:
+        policy = await redis.config_get("maxmemory-policy")  # type: ignore[attr-defined]
+    except Exception:
+        log.warning("redis.unreachable_at_startup")
+        return
+    if policy.get("maxmemory-policy") != "noeviction":
+        log.warning("redis.may_evict_jobs", policy=policy.get("maxmemory-policy"))

@@ -1,0 +1,23 @@
+"""What a request handler may use, made once in the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from receiver.queue import NotificationQueue
+from schema.settings import Settings
+
+
+@dataclass(slots=True)
+class Context:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: ArqRedis
+    queue: NotificationQueue
+    clock: Callable[[], datetime]

@@ -1,0 +1,46 @@
+"""Every error leaves as ``{"error": code, "detail": text}`` JSON with its status."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from schema.db import is_transient
+from schema.errors import StreamfoldError
+from schema.logs import get_logger
+
+log = get_logger("receiver.errors")
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+
+
+def error_response(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+async def streamfold_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StreamfoldError)
+    return error_response(exc.status_code, exc.code, exc.detail)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    if is_transient(exc):
+        log.warning("request.database_unavailable", path=request.url.path,
+                    error=type(exc).__name__)
+        return error_response(503, "unavailable", "a backing service is unavailable; retry")
+    log.exception("request.failed", path=request.url.path)
+    return error_response(500, "internal_error", "unexpected error; it has been logged")
+
+
+EXCEPTION_HANDLERS = {
+    StreamfoldError: streamfold_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

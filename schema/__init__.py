@@ -1,0 +1,1 @@
+"""What the receiver and the aggregator share: settings, tables, wire types, logging."""

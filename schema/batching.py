@@ -1,0 +1,75 @@
+"""Group commit: many concurrent callers, one write, each caller told its own outcome.
+
+Both hot paths need it. The receiver may answer Twitch only after Redis took the
+notification, but one Redis write per request caps a process near a fifth of its HTTP
+ceiling (LIMITS.md). The worker must commit a job's effects before the job finishes, but
+a transaction per job caps it near arq's own ~1 ms per job. So callers ``submit`` and
+wait; one flusher writes everything pending in one go, and while it writes, the next
+batch gathers. Under light load a batch is one item and adds no delay; under heavy load
+batches grow to the concurrency, which is exactly when batching pays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class GroupWriter(Generic[T]):
+    def __init__(
+        self,
+        write: Callable[[list[T]], Awaitable[None]],
+        *,
+        max_batch: int,
+        isolate: Callable[[BaseException], bool] = lambda exc: False,
+    ) -> None:
+        """``write`` must write all items or none. When it fails and ``isolate(exc)`` says
+        the failure may belong to one item (bad data, not an outage), each item is
+        written again on its own so one poison item cannot fail its neighbours."""
+        self._write = write
+        self._max_batch = max_batch
+        self._isolate = isolate
+        self._pending: list[tuple[T, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> None:
+        """Return once ``item`` is written; raise what its write raised."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        batch: list[tuple[T, asyncio.Future[None]]] = []
+        try:
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._write_batch(batch)
+        except asyncio.CancelledError:
+            # Shutting down mid-write: nobody may be told "written" without knowing it.
+            for _, future in batch + self._pending:
+                if not future.done():
+                    future.set_exception(ConnectionAbortedError("writer stopped"))
+            self._pending.clear()
+            raise
+
+    async def _write_batch(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+        try:
+            await self._write([item for item, _ in batch])
+        except Exception as exc:
+            if len(batch) > 1 and self._isolate(exc):
+                for single in batch:
+                    await self._write_batch([single])
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)

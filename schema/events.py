@@ -1,0 +1,223 @@
+"""Twitch bytes become typed values here, right after the signature check, and nowhere else.
+
+msgspec decodes a chat body into typed structs in about a microsecond (LIMITS.md), which
+matters on the fold's hot path; unknown fields are ignored, as Twitch may add them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import NewType
+
+import msgspec
+
+BroadcasterId = NewType("BroadcasterId", str)
+MessageId = NewType("MessageId", str)
+StreamId = NewType("StreamId", str)
+
+STREAM_ONLINE = "stream.online"
+STREAM_OFFLINE = "stream.offline"
+CHAT_MESSAGE = "channel.chat.message"
+AUTHORIZATION_REVOKE = "user.authorization.revoke"
+FOLDED_TYPES = frozenset({STREAM_ONLINE, STREAM_OFFLINE, CHAT_MESSAGE, AUTHORIZATION_REVOKE})
+
+
+def parse_instant(value: str) -> datetime:
+    """RFC 3339 with 0-9 fractional digits (Twitch varies it) to an aware UTC datetime."""
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"instant without a time zone: {value!r}")
+    return parsed.astimezone(UTC)
+
+
+# -- the queue payload ---------------------------------------------------------------------
+
+
+class Delivery(msgspec.Struct, frozen=True, array_like=True):
+    """One verified notification as the receiver queued it: headers that matter + raw body."""
+
+    message_id: str
+    timestamp: str
+    subscription_type: str
+    body: bytes
+
+
+# -- wire shapes (PROTOCOL.md section 4) ---------------------------------------------------
+
+
+class WireSubscription(msgspec.Struct, frozen=True):
+    id: str
+    type: str
+    version: str
+    status: str
+    condition: dict[str, str]
+    created_at: str | None = None
+
+
+class WireStreamOnline(msgspec.Struct, frozen=True):
+    id: str
+    broadcaster_user_id: str
+    broadcaster_user_login: str
+    broadcaster_user_name: str
+    started_at: str
+    type: str = "live"
+
+
+class WireStreamOffline(msgspec.Struct, frozen=True):
+    broadcaster_user_id: str
+    broadcaster_user_login: str | None = None
+    broadcaster_user_name: str | None = None
+
+
+class WireChatMessage(msgspec.Struct, frozen=True):
+    broadcaster_user_id: str
+    chatter_user_id: str
+    message_id: str
+    source_broadcaster_user_id: str | None = None
+
+
+class WireAuthorizationRevoke(msgspec.Struct, frozen=True):
+    client_id: str
+    user_id: str
+
+
+class _Envelope(msgspec.Struct, frozen=True):
+    subscription: WireSubscription
+
+
+class _OnlineEnvelope(_Envelope, frozen=True):
+    event: WireStreamOnline
+
+
+class _OfflineEnvelope(_Envelope, frozen=True):
+    event: WireStreamOffline
+
+
+class _ChatEnvelope(_Envelope, frozen=True):
+    event: WireChatMessage
+
+
+class _RevokeEnvelope(_Envelope, frozen=True):
+    event: WireAuthorizationRevoke
+
+
+class ChallengeBody(msgspec.Struct, frozen=True):
+    challenge: str
+    subscription: WireSubscription
+
+
+class RevocationBody(msgspec.Struct, frozen=True):
+    subscription: WireSubscription
+
+
+_DECODERS = {
+    STREAM_ONLINE: msgspec.json.Decoder(_OnlineEnvelope),
+    STREAM_OFFLINE: msgspec.json.Decoder(_OfflineEnvelope),
+    CHAT_MESSAGE: msgspec.json.Decoder(_ChatEnvelope),
+    AUTHORIZATION_REVOKE: msgspec.json.Decoder(_RevokeEnvelope),
+}
+challenge_decoder = msgspec.json.Decoder(ChallengeBody)
+revocation_decoder = msgspec.json.Decoder(RevocationBody)
+
+
+# -- typed notifications, what the fold works on ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOnline:
+    message_id: MessageId
+    event_time: datetime
+    broadcaster_id: BroadcasterId
+    login: str
+    display_name: str
+    stream_id: StreamId
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOffline:
+    message_id: MessageId
+    event_time: datetime
+    broadcaster_id: BroadcasterId
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    message_id: MessageId
+    event_time: datetime
+    broadcaster_id: BroadcasterId
+    chatter_id: str
+    chat_message_id: str
+    # Shared chat: a message sent in another channel, echoed into this one.
+    from_other_channel: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRevoke:
+    message_id: MessageId
+    event_time: datetime
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unfoldable:
+    """A verified notification whose body cannot be folded; it goes to the dead letters."""
+
+    message_id: MessageId
+    subscription_type: str
+    reason: str
+    body: bytes
+
+
+Notification = StreamOnline | StreamOffline | ChatMessage | AuthorizationRevoke | Unfoldable
+
+
+def decode(delivery: Delivery) -> Notification:
+    """Typed notification from a queued delivery; a wrong shape gives ``Unfoldable``."""
+    message_id = MessageId(delivery.message_id)
+
+    def unfoldable(reason: str) -> Unfoldable:
+        return Unfoldable(message_id, delivery.subscription_type, reason, delivery.body)
+
+    decoder = _DECODERS.get(delivery.subscription_type)
+    if decoder is None:
+        return unfoldable(f"unsupported subscription type {delivery.subscription_type!r}")
+    try:
+        envelope = decoder.decode(delivery.body)
+        event_time = parse_instant(delivery.timestamp)
+    except (msgspec.DecodeError, ValueError) as exc:
+        return unfoldable(f"body does not match {delivery.subscription_type}: {exc}")
+    if envelope.subscription.type != delivery.subscription_type:
+        return unfoldable(
+            f"header type {delivery.subscription_type!r} differs from body type "
+            f"{envelope.subscription.type!r}"
+        )
+    event = envelope.event
+    if isinstance(event, WireChatMessage):
+        source = event.source_broadcaster_user_id
+        return ChatMessage(
+            message_id,
+            event_time,
+            BroadcasterId(event.broadcaster_user_id),
+            event.chatter_user_id,
+            event.message_id,
+            from_other_channel=source is not None and source != event.broadcaster_user_id,
+        )
+    if isinstance(event, WireStreamOnline):
+        try:
+            started_at = parse_instant(event.started_at)
+        except ValueError as exc:
+            return unfoldable(f"bad started_at: {exc}")
+        return StreamOnline(
+            message_id,
+            event_time,
+            BroadcasterId(event.broadcaster_user_id),
+            event.broadcaster_user_login,
+            event.broadcaster_user_name,
+            StreamId(event.id),
+            started_at,
+        )
+    if isinstance(event, WireStreamOffline):
+        return StreamOffline(message_id, event_time, BroadcasterId(event.broadcaster_user_id))
+    return AuthorizationRevoke(message_id, event_time, event.user_id)

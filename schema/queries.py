@@ -1,0 +1,252 @@
+"""Read models: sessions, hourly rows and summaries, straight from the aggregate tables.
+
+Used by the JSON API and by ``streamfold show``. Chat figures are exact over any window:
+whole hours come from ``chatter_hours``, the partial hours at a window's edges from
+``chat_messages``, and distinct chatters are counted over the union of both, never
+summed from smaller windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+HOUR = timedelta(hours=1)
+
+
+def floor_hour(t: datetime) -> datetime:
+    t = t.astimezone(UTC)
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(t: datetime) -> datetime:
+    floored = floor_hour(t)
+    return floored if floored == t else floored + HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTotals:
+    chat_messages: int
+    unique_chatters: int
+
+
+_CHAT_TOTALS = text("""
+    SELECT coalesce(sum(n), 0) AS messages, count(DISTINCT chatter_id) AS chatters FROM (
+        SELECT chatter_id, messages AS n FROM chatter_hours
+        WHERE broadcaster_id = :b AND hour >= :full_from AND hour < :full_to
+        UNION ALL
+        SELECT chatter_id, 1 FROM chat_messages
+        WHERE broadcaster_id = :b AND (
+            (sent_at >= :since AND sent_at < :head_to) OR (sent_at >= :tail_from AND sent_at < :until))
+    ) AS x
+""")
+
+
+async def chat_totals(session: AsyncSession, broadcaster_id: str, since: datetime,
+                      until: datetime) -> ChatTotals:
+    """Messages and distinct chatters of one channel in ``[since, until)``, exactly."""
+    if until <= since:
+        return ChatTotals(0, 0)
+    full_from, full_to = ceil_hour(since), floor_hour(until)
+    if full_from >= full_to:  # no whole hour inside: read the messages themselves
+        full_from = full_to = since
+        head_to, tail_from = until, until
+    else:
+        head_to, tail_from = full_from, full_to
+    row = (await session.execute(_CHAT_TOTALS, {
+        "b": broadcaster_id, "full_from": full_from, "full_to": full_to, "since": since,
+        "head_to": head_to, "tail_from": tail_from, "until": until,
+    })).one()
+    return ChatTotals(int(row.messages), int(row.chatters))
+
+
+# -- sessions -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    id: str
+    broadcaster_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    duration_seconds: int
+    chat_messages: int
+    unique_chatters: int
+    peak_viewers: int | None
+    avg_viewers: float | None
+    hours_watched: float | None
+    title: str | None
+    game_name: str | None
+    started_by: str
+    ended_by: str | None
+    chat_complete: bool
+
+
+_SESSIONS = text("""
+    SELECT s.id, s.broadcaster_id, s.started_at, s.ended_at, s.started_by, s.ended_by,
+           coalesce(s.title, v.title) AS title, coalesce(s.game_name, v.game_name) AS game_name,
+           v.peak, v.avg, v.watched,
+           NOT EXISTS (
+               SELECT 1 FROM chat_gaps g
+               WHERE (g.broadcaster_id = s.broadcaster_id OR g.broadcaster_id IS NULL)
+                 AND g.started_at < coalesce(s.ended_at, :now)
+                 AND coalesce(g.ended_at, 'infinity') > s.started_at
+           ) AS chat_complete
+    FROM stream_sessions s
+    LEFT JOIN LATERAL (
+        SELECT max(viewer_count) AS peak, avg(viewer_count)::float AS avg,
+               (sum(viewer_count::bigint * interval_seconds) / 3600.0)::float AS watched,
+               (array_agg(title ORDER BY sampled_at DESC))[1] AS title,
+               (array_agg(game_name ORDER BY sampled_at DESC))[1] AS game_name
+        FROM viewer_samples WHERE broadcaster_id = s.broadcaster_id AND stream_id = s.id
+    ) v ON true
+    WHERE s.broadcaster_id = :b AND s.started_at < :until
+      AND coalesce(s.ended_at, 'infinity') > :since
+      AND (CAST(:before_start AS timestamptz) IS NULL
+           OR (s.started_at, s.id) < (CAST(:before_start AS timestamptz), CAST(:before_id AS text)))
+    ORDER BY s.started_at DESC, s.id DESC
+    LIMIT :limit
+""")
+
+
+async def sessions(
+    session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime, *,
+    now: datetime, limit: int = 100, before: tuple[datetime, str] | None = None,
+) -> list[SessionRow]:
+    """Sessions overlapping ``[since, until)``, newest first; ``before`` is the keyset
+    cursor (start, id) of the last row of the previous page."""
+    rows = (await session.execute(_SESSIONS, {
+        "b": broadcaster_id, "since": since, "until": until, "now": now, "limit": limit,
+        "before_start": before[0] if before else None, "before_id": before[1] if before else None,
+    })).all()
+    result = []
+    for r in rows:
+        end = r.ended_at or now
+        chat = await chat_totals(session, broadcaster_id, r.started_at, end)
+        result.append(SessionRow(
+            id=r.id, broadcaster_id=r.broadcaster_id, started_at=r.started_at,
+            ended_at=r.ended_at, duration_seconds=max(0, int((end - r.started_at).total_seconds())),
+            chat_messages=chat.chat_messages, unique_chatters=chat.unique_chatters,
+            peak_viewers=r.peak, avg_viewers=r.avg, hours_watched=r.watched,
+            title=r.title, game_name=r.game_name, started_by=r.started_by,
+            ended_by=r.ended_by, chat_complete=bool(r.chat_complete),
+        ))
+    return result
+
+
+# -- hourly rows --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HourRow:
+    hour: datetime
+    live_seconds: int
+    chat_messages: int
+    unique_chatters: int
+    avg_viewers: float | None
+    peak_viewers: int | None
+    hours_watched: float | None
+    chat_complete: bool
+
+
+_HOURLY = text("""
+    WITH live AS (
+        SELECT h AS hour,
+               sum(extract(epoch FROM least(coalesce(s.ended_at, :now), h + interval '1 hour')
+                                      - greatest(s.started_at, h))) AS live_seconds
+        FROM stream_sessions s,
+             generate_series(greatest(date_trunc('hour', s.started_at, 'UTC'), :from_hour),
+                             least(coalesce(s.ended_at, :now), :until),
+                             interval '1 hour') AS h
+        WHERE s.broadcaster_id = :b AND s.started_at < :until
+          AND coalesce(s.ended_at, :now) > :from_hour
+          AND h < coalesce(s.ended_at, :now) AND h < :until
+        GROUP BY h
+    ), chat AS (
+        SELECT hour, chat_messages, unique_chatters FROM channel_hours
+        WHERE broadcaster_id = :b AND hour >= :from_hour AND hour < :until
+    ), samples AS (
+        SELECT date_trunc('hour', sampled_at, 'UTC') AS hour, avg(viewer_count)::float AS avg,
+               max(viewer_count) AS peak,
+               (sum(viewer_count::bigint * interval_seconds) / 3600.0)::float AS watched
+        FROM viewer_samples
+        WHERE broadcaster_id = :b AND sampled_at >= :from_hour AND sampled_at < :until
+        GROUP BY 1
+    ), hours AS (
+        SELECT hour FROM live UNION SELECT hour FROM chat UNION SELECT hour FROM samples
+    )
+    SELECT hours.hour, coalesce(live.live_seconds, 0) AS live_seconds,
+           coalesce(chat.chat_messages, 0) AS chat_messages,
+           coalesce(chat.unique_chatters, 0) AS unique_chatters,
+           samples.avg, samples.peak, samples.watched,
+           NOT EXISTS (
+               SELECT 1 FROM chat_gaps g
+               WHERE (g.broadcaster_id = :b OR g.broadcaster_id IS NULL)
+                 AND g.started_at < hours.hour + interval '1 hour'
+                 AND coalesce(g.ended_at, 'infinity') > hours.hour
+           ) AS chat_complete
+    FROM hours
+    LEFT JOIN live USING (hour) LEFT JOIN chat USING (hour) LEFT JOIN samples USING (hour)
+    ORDER BY hours.hour
+""")
+
+
+async def hourly(session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime,
+                 *, now: datetime) -> list[HourRow]:
+    """One row per UTC hour in the window that saw live time, chat or a viewer sample."""
+    rows = (await session.execute(_HOURLY, {
+        "b": broadcaster_id, "from_hour": floor_hour(since), "until": until, "now": now,
+    })).all()
+    return [
+        HourRow(hour=r.hour, live_seconds=int(round(r.live_seconds)),
+                chat_messages=int(r.chat_messages), unique_chatters=int(r.unique_chatters),
+                avg_viewers=r.avg, peak_viewers=r.peak, hours_watched=r.watched,
+                chat_complete=bool(r.chat_complete))
+        for r in rows
+    ]
+
+
+# -- summary ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    hours_streamed: float
+    sessions: int
+    chat_messages: int
+    unique_chatters: int
+    avg_viewers: float | None
+    peak_viewers: int | None
+    hours_watched: float | None
+
+
+_SUMMARY = text("""
+    SELECT count(*) AS sessions,
+           coalesce(sum(extract(epoch FROM least(coalesce(ended_at, :now), :until)
+                                          - greatest(started_at, :since))), 0) AS live_seconds
+    FROM stream_sessions
+    WHERE broadcaster_id = :b AND started_at < :until AND coalesce(ended_at, :now) > :since
+""")
+_SUMMARY_VIEWERS = text("""
+    SELECT avg(viewer_count)::float AS avg, max(viewer_count) AS peak,
+           (sum(viewer_count::bigint * interval_seconds) / 3600.0)::float AS watched
+    FROM viewer_samples WHERE broadcaster_id = :b AND sampled_at >= :since AND sampled_at < :until
+""")
+
+
+async def summary(session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime,
+                  *, now: datetime) -> Summary:
+    params = {"b": broadcaster_id, "since": since, "until": until, "now": now}
+    live = (await session.execute(_SUMMARY, params)).one()
+    viewers = (await session.execute(_SUMMARY_VIEWERS, params)).one()
+    chat = await chat_totals(session, broadcaster_id, since, min(until, now))
+    return Summary(
+        hours_streamed=round(float(live.live_seconds) / 3600.0, 4),
+        sessions=int(live.sessions),
+        chat_messages=chat.chat_messages,
+        unique_chatters=chat.unique_chatters,
+        avg_viewers=viewers.avg, peak_viewers=viewers.peak, hours_watched=viewers.watched,
+    )

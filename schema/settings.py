@@ -1,0 +1,142 @@
+"""The one settings object, read from the environment once at process start.
+
+Deep code never reads ``os.environ``: processes build ``Settings()`` and pass it down;
+tests build their own ``Settings(...)``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schema.errors import ConfigurationError
+
+_PSYCOPG_SCHEMES = ("postgres://", "postgresql://", "postgresql+psycopg://")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    twitch_client_id: str | None = None
+    twitch_client_secret: SecretStr | None = None
+    eventsub_secret: SecretStr | None = None
+    eventsub_secret_previous: SecretStr | None = None
+    public_base_url: str | None = None
+    token_encryption_keys: SecretStr | None = None
+    session_secret: SecretStr | None = None
+    twitch_api_base: str = "https://api.twitch.tv/helix"
+    twitch_auth_base: str = "https://id.twitch.tv/oauth2"
+    reconcile_interval_seconds: int = Field(default=300, ge=10, le=86_400)
+    port: int = Field(default=8000, ge=1, le=65_535)
+
+    # Operational knobs beyond PRODUCT.md's table; defaults are what production wants.
+    log_format: Literal["json", "console"] = "json"
+    queue_name: str = "arq:queue"
+    operator_user_ids: str = ""
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        for scheme in _PSYCOPG_SCHEMES:
+            if value.startswith(scheme):
+                return "postgresql+psycopg://" + value[len(scheme) :]
+        raise ValueError("must start with postgres://, postgresql:// or postgresql+psycopg://")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("eventsub_secret", "eventsub_secret_previous")
+    @classmethod
+    def _eventsub_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        secret = value.get_secret_value()
+        # Twitch refuses a subscription whose secret is not 10-100 ASCII characters.
+        if not secret.isascii() or not 10 <= len(secret) <= 100:
+            raise ValueError("must be 10 to 100 ASCII characters")
+        return value
+
+    @field_validator("token_encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value().strip() == "":
+            return None
+        for key in value.get_secret_value().split(","):
+            try:
+                Fernet(key.strip())
+            except ValueError as exc:
+                raise ValueError("each comma-separated key must be a Fernet key") from exc
+        return value
+
+    @field_validator("public_base_url", "twitch_api_base", "twitch_auth_base")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _default_public_url(self) -> Settings:
+        if self.public_base_url is None:
+            object.__setattr__(self, "public_base_url", f"http://127.0.0.1:{self.port}")
+        return self
+
+    # -- derived values -------------------------------------------------------------
+
+    @cached_property
+    def eventsub_secrets(self) -> tuple[bytes, ...]:
+        """Secrets a notification may be signed with: current first, then the previous."""
+        secrets = [s.get_secret_value().encode("ascii") for s in
+                   (self.eventsub_secret, self.eventsub_secret_previous) if s is not None]
+        return tuple(secrets)
+
+    @property
+    def callback_url(self) -> str:
+        return f"{self.public_base_url}/eventsub/callback"
+
+    @property
+    def oauth_redirect_url(self) -> str:
+        return f"{self.public_base_url}/auth/twitch/callback"
+
+    @cached_property
+    def fernet_keys(self) -> tuple[str, ...]:
+        if self.token_encryption_keys is None:
+            return ()
+        return tuple(k.strip() for k in self.token_encryption_keys.get_secret_value().split(","))
+
+    @cached_property
+    def operator_ids(self) -> frozenset[str]:
+        return frozenset(i.strip() for i in self.operator_user_ids.split(",") if i.strip())
+
+    def require(self, *names: str) -> None:
+        """Fail with one clear message naming every missing variable a process needs."""
+        missing = [n.upper() for n in names if getattr(self, n) is None]
+        if missing:
+            raise ConfigurationError(f"missing environment variable(s): {', '.join(missing)}")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into one message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None

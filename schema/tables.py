@@ -1,0 +1,295 @@
+"""Every table, as SQLAlchemy 2 models. Alembic migrations must agree with this file
+(``tests/test_migrations.py`` compares them).
+
+Column names follow PRODUCT.md's JSON fields so the API never renames. Instants are
+``timestamptz``; hours are the UTC top of the hour.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Instant = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: dict[Any, Any] = {datetime: Instant, dict[str, Any]: JSONB}
+
+
+def _now() -> Any:
+    return mapped_column(Instant, server_default=func.now(), nullable=False)
+
+
+# -- people and channels ----------------------------------------------------------------
+
+
+class TwitchUser(Base):
+    """Anyone who signed in with Twitch: streamers, viewers, the bot account."""
+
+    __tablename__ = "twitch_users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    login: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(128))
+    is_bot: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class OAuthToken(Base):
+    """A user's Twitch tokens, Fernet-encrypted; the plaintext never reaches the database."""
+
+    __tablename__ = "oauth_tokens"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("twitch_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    access_token: Mapped[bytes] = mapped_column(LargeBinary)
+    refresh_token: Mapped[bytes] = mapped_column(LargeBinary)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    expires_at: Mapped[datetime]
+    validated_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = _now()
+
+
+class Channel(Base):
+    """A broadcaster we fold events for; connected channels get subscriptions."""
+
+    __tablename__ = "channels"
+
+    broadcaster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    login: Mapped[str | None] = mapped_column(String(64))
+    display_name: Mapped[str | None] = mapped_column(String(128))
+    connected: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    connected_at: Mapped[datetime | None]
+    disconnected_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
+
+
+class ApiToken(Base):
+    """A per-user API token for server-side frontends; only its SHA-256 is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("twitch_users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    token_sha256: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    created_at: Mapped[datetime] = _now()
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index(None, "user_id"),)
+
+
+# -- EventSub ---------------------------------------------------------------------------
+
+
+class EventSubSubscription(Base):
+    __tablename__ = "eventsub_subscriptions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(16))
+    condition: Mapped[dict[str, Any]]
+    broadcaster_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index(None, "broadcaster_id"),)
+
+
+class FoldedMessage(Base):
+    """The ledger: every EventSub message id folded, written in the fold's transaction."""
+
+    __tablename__ = "folded_messages"
+
+    message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    subscription_type: Mapped[str] = mapped_column(String(100))
+    folded_at: Mapped[datetime] = _now()
+
+
+class DeadLetter(Base):
+    """A signed notification that cannot be folded, kept with the reason (never its text)."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(128))
+    subscription_type: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    body_bytes: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (Index(None, "message_id"),)
+
+
+# -- stream sessions ----------------------------------------------------------------------
+
+
+class StreamSession(Base):
+    """One Twitch stream, keyed by its stream id.
+
+    ``ended_at`` is derived (``aggregator/sessions.py``) from the facts kept beside it:
+    offline events, the next session's start, and reconciliation's estimate.
+    """
+
+    __tablename__ = "stream_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    broadcaster_id: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    started_by: Mapped[str] = mapped_column(String(16))
+    ended_by: Mapped[str | None] = mapped_column(String(16))
+    reconcile_ended_at: Mapped[datetime | None]
+    title: Mapped[str | None] = mapped_column(Text)
+    game_name: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        Index(None, "broadcaster_id", "started_at"),
+        CheckConstraint("started_by IN ('eventsub', 'reconcile')", name="started_by"),
+        CheckConstraint("ended_by IN ('eventsub', 'reconcile')", name="ended_by"),
+        CheckConstraint("ended_at IS NULL OR ended_at >= started_at", name="ends_after_start"),
+    )
+
+
+class StreamOffline(Base):
+    """A ``stream.offline`` event: when a channel went offline (the message timestamp)."""
+
+    __tablename__ = "stream_offlines"
+
+    message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    broadcaster_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "broadcaster_id", "at"),)
+
+
+# -- chat -------------------------------------------------------------------------------
+
+
+class ChatMessage(Base):
+    """One chat message's identity and coordinates (never its text).
+
+    The primary key is Twitch's ``event.message_id``: a chat message delivered twice
+    under different EventSub ids (secret rotation) is still counted once. Exact figures
+    for windows that do not start or end on an hour read the partial hours from here.
+    """
+
+    __tablename__ = "chat_messages"
+
+    message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    broadcaster_id: Mapped[str] = mapped_column(String(64))
+    chatter_id: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "broadcaster_id", "sent_at"),)
+
+
+class ChatterHour(Base):
+    """Messages per chatter per channel-hour: exact distinct chatters over any hours."""
+
+    __tablename__ = "chatter_hours"
+
+    broadcaster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    chatter_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index(None, "chatter_id", "hour"),)
+
+
+class ChannelHour(Base):
+    """Chat totals of one channel-hour, kept current by the fold."""
+
+    __tablename__ = "channel_hours"
+
+    broadcaster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    chat_messages: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    unique_chatters: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class ChatGap(Base):
+    """A time span in which a channel's chat may be incomplete (subscription not enabled,
+    or our receiver refused deliveries); ``broadcaster_id`` NULL means every channel."""
+
+    __tablename__ = "chat_gaps"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    broadcaster_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    reason: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index(None, "broadcaster_id", "started_at"),)
+
+
+# -- viewers and jobs ---------------------------------------------------------------------
+
+
+class ViewerSample(Base):
+    """One Helix Get Streams sample of a live channel (reconciliation)."""
+
+    __tablename__ = "viewer_samples"
+
+    broadcaster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sampled_at: Mapped[datetime] = mapped_column(primary_key=True)
+    stream_id: Mapped[str] = mapped_column(String(64))
+    viewer_count: Mapped[int] = mapped_column(Integer)
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str | None] = mapped_column(Text)
+    game_name: Mapped[str | None] = mapped_column(Text)
+
+
+class JobRun(Base):
+    """One run of a periodic job (reconciliation, token upkeep) and what it did."""
+
+    __tablename__ = "job_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(16))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index(None, "job", "started_at"),
+        CheckConstraint("outcome IN ('running', 'success', 'failed', 'skipped')", name="outcome"),
+    )

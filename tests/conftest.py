@@ -1,0 +1,207 @@
+"""Real PostgreSQL and Redis for every test.
+
+Services: ``TEST_DATABASE_URL``/``TEST_REDIS_URL`` (or ``DATABASE_URL``/``REDIS_URL``)
+when set; else the machine's PostgreSQL and Redis on 127.0.0.1; else embedded ones under
+``.streamfold/test``. A template database is migrated once with ``alembic upgrade head``;
+each test gets its own copy and its own arq queue name, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from alembic.config import Config
+from arq.connections import ArqRedis
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from aggregator.worker import create_worker
+from alembic import command
+from receiver.app import create_app
+from schema.db import create_engine, create_sessionmaker
+from schema.jobs import failed_batches_key
+from schema.settings import Settings
+from streamfold import embedded
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "streamfold-test-secret-0123456789"
+FERNET_KEY = "PMTMaeXo8xDgzfqx186p997eDuCdevBsfhkN0mC-_Lw="
+
+
+def _admin_database_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if url:
+        return Settings(database_url=url).database_url or url
+    local = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    if embedded.tcp_reachable(local, 5432):
+        return local
+    return embedded.start_postgres(ROOT / ".streamfold" / "test")
+
+
+def _redis_url() -> str:
+    url = os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL")
+    if url:
+        return url
+    local = "redis://127.0.0.1:6379/0"
+    if embedded.tcp_reachable(local, 6379):
+        return local
+    return embedded.start_redis(ROOT / ".streamfold" / "test")
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> str:
+    return _admin_database_url()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return _redis_url()
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_url: str) -> Iterator[str]:
+    name = f"streamfold_tpl_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = url
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+    yield name
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(admin_url: str, template_db: str) -> Iterator[str]:
+    name = f"streamfold_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return f"streamfold-test:{uuid.uuid4().hex[:12]}:queue"
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, queue_name: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        eventsub_secret=SECRET,
+        token_encryption_keys=FERNET_KEY,
+        session_secret="session-secret-for-tests-only",
+        twitch_client_id="test-client-id",
+        twitch_client_secret="test-client-secret",
+        queue_name=queue_name,
+        log_format="console",
+    )
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
+    client = ArqRedis.from_url(settings.redis_url or "")
+    yield client
+    # Remove this test's queue and any jobs left on it, so ids never leak between tests.
+    job_ids = await client.zrange(settings.queue_name, 0, -1)
+    keys = [f"arq:job:{j.decode()}" for j in job_ids]
+    keys += [settings.queue_name, failed_batches_key(settings.queue_name),
+             f"{settings.queue_name}:health-check"]
+    await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings.database_url or "")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
+
+
+class Clock:
+    """An injectable wall clock for the receiver's replay window."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """Run an ASGI app under a real uvicorn server on a free port; yield its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="on", loop="asyncio")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def receiver(settings: Settings, clock: Clock, redis: ArqRedis) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the receiver served by uvicorn."""
+    async with serve(create_app(settings, clock=clock)) as base_url, httpx.AsyncClient(
+        base_url=base_url, timeout=10
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def drain(settings: Settings, redis: ArqRedis) -> Callable[[], Any]:
+    """Run a real arq worker in burst mode until the test's queue is empty."""
+
+    async def run(**overrides: Any) -> None:
+        worker = create_worker(settings, burst=True, handle_signals=False, **overrides)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+
+    return run
