@@ -1,0 +1,162 @@
+"""The ``streamfold`` command for operators: run, inspect, exercise."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from schema.errors import ConfigurationError
+from schema.logs import configure_logging
+from schema.settings import Settings, load_settings
+from streamfold import localenv
+
+WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
+           "90d": timedelta(days=90)}
+
+
+def _settings(*required: str, local: bool = False) -> Settings:
+    if local:
+        localenv.apply_local_defaults()
+    settings = load_settings()
+    settings.require(*required)
+    configure_logging(settings.log_format)
+    return settings
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from streamfold.dev import run_dev
+
+    configure_logging("console")
+    return run_dev()
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from receiver.app import create_app
+
+    settings = _settings("database_url", "redis_url", "eventsub_secret")
+    uvicorn.run(create_app(settings), host=args.host, port=settings.port, log_level="warning",
+                proxy_headers=True, timeout_keep_alive=30, access_log=False)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from aggregator.worker import run
+
+    run(_settings("database_url", "redis_url"))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from streamfold.migrate import upgrade_head
+
+    upgrade_head(_settings("database_url", local=args.local).database_url or "")
+    print("database is at the newest migration")
+    return 0
+
+
+def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
+    now = datetime.now(UTC)
+    if args.window:
+        return now - WINDOWS[args.window], now
+    since = datetime.fromisoformat(args.since) if args.since else now - timedelta(days=7)
+    until = datetime.fromisoformat(args.until) if args.until else now
+    return since.astimezone(UTC), until.astimezone(UTC)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from schema.db import create_engine, create_sessionmaker
+    from streamfold.show import render
+
+    settings = _settings("database_url", local=True)
+    since, until = _window(args)
+
+    async def go() -> str:
+        engine = create_engine(settings.database_url or "", pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await render(session, args.broadcaster_id, since, until,
+                                    datetime.now(UTC))
+        finally:
+            await engine.dispose()
+
+    print(asyncio.run(go()))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from streamfold.simulate import build_plan, describe, send
+
+    settings = _settings("eventsub_secret", local=True)
+    url = (args.url or settings.public_base_url or "").rstrip("/") + "/eventsub/callback"
+    secret = (settings.eventsub_secret.get_secret_value() if settings.eventsub_secret else "")
+    plan = build_plan(secret.encode(), channels=args.channels, messages=args.messages,
+                      chatters=args.chatters, now=datetime.now(UTC))
+    print(f"sending {len(plan.deliveries)} deliveries (+{len(plan.refused)} that must be "
+          f"refused) to {url}")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    statuses = asyncio.run(send(url, plan))
+    print("answers:", ", ".join(f"{n} x {code}" for code, n in sorted(statuses.items())))
+    print(describe(plan))
+    if settings.database_url is None:
+        print("\nSee them with: streamfold show " + " / ".join(plan.expected))
+        return 0
+    from streamfold.simulate import wait_and_compare
+
+    return asyncio.run(wait_and_compare(settings, plan))
+
+
+def cmd_requeue_failed(args: argparse.Namespace) -> int:
+    from aggregator.requeue import requeue_failed
+
+    settings = _settings("redis_url")
+    moved = asyncio.run(requeue_failed(settings))
+    print(f"re-queued {moved} parked fold batch(es)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamfold", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_: str
+            ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    add("dev", cmd_dev, "run everything locally (embedded PostgreSQL/Redis when no URL is set)")
+    web = add("web", cmd_web, "serve the receiver and API with uvicorn on $PORT")
+    web.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server binds all interfaces
+    add("worker", cmd_worker, "run an arq worker that folds notifications")
+    migrate = add("migrate", cmd_migrate, "apply database migrations (alembic upgrade head)")
+    migrate.add_argument("--local", action="store_true", help="use the local data folder's URLs")
+    show = add("show", cmd_show, "print a channel's sessions and hourly rows")
+    show.add_argument("broadcaster_id")
+    show.add_argument("--since", help="RFC 3339 instant (default: 7 days ago)")
+    show.add_argument("--until", help="RFC 3339 instant (default: now)")
+    show.add_argument("--window", choices=sorted(WINDOWS))
+    sim = add("simulate", cmd_simulate, "send a signed, realistic event stream to a receiver")
+    sim.add_argument("--url", help="receiver base URL (default: PUBLIC_BASE_URL)")
+    sim.add_argument("--channels", type=int, default=3)
+    sim.add_argument("--messages", type=int, default=600)
+    sim.add_argument("--chatters", type=int, default=40)
+    add("requeue-failed", cmd_requeue_failed,
+        "put fold batches that ran out of retries back on the queue")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigurationError as exc:
+        print(f"streamfold: {exc.detail}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
