@@ -70,7 +70,9 @@ def _too_long_id(notification: Notification) -> str | None:
     return None
 
 
-def plan(notifications: Iterable[Notification], *, bodies: dict[str, bytes] | None = None) -> FoldPlan:
+def plan(
+    notifications: Iterable[Notification], *, bodies: dict[str, bytes] | None = None
+) -> FoldPlan:
     """Sort notifications into the changes they make.
 
     Notifications must already be new (not in the ledger). A chat message seen twice in

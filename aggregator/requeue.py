@@ -16,8 +16,12 @@ async def requeue_failed(settings: Settings) -> int:
     try:
         while (payload := await redis.lindex(key, 0)) is not None:
             deliveries = decode_batch(payload)
-            await redis.enqueue_job(FOLD_JOB, payload, _job_id=fold_job_id(deliveries) + ":requeued",
-                                    _queue_name=settings.queue_name)
+            await redis.enqueue_job(
+                FOLD_JOB,
+                payload,
+                _job_id=fold_job_id(deliveries) + ":requeued",
+                _queue_name=settings.queue_name,
+            )
             await redis.lpop(key)  # only after the job is safely queued
             moved += 1
     finally:

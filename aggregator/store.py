@@ -129,8 +129,10 @@ async def _claim(session: AsyncSession, deliveries: list[Delivery]) -> list[Deli
         return []
     result = await session.execute(
         _LEDGER,
-        {"ids": [d.message_id for d in deliveries],
-         "types": [d.subscription_type for d in deliveries]},
+        {
+            "ids": [d.message_id for d in deliveries],
+            "types": [d.subscription_type for d in deliveries],
+        },
     )
     new = set(result.scalars())
     return [d for d in deliveries if d.message_id in new]
@@ -142,8 +144,11 @@ async def _fold_chat(session: AsyncSession, folded: FoldPlan) -> None:
     broadcasters = sorted({row.broadcaster_id for row in folded.chat})
     await session.execute(
         _ENSURE_CHANNELS,
-        {"ids": broadcasters, "logins": [None] * len(broadcasters),
-         "names": [None] * len(broadcasters)},
+        {
+            "ids": broadcasters,
+            "logins": [None] * len(broadcasters),
+            "names": [None] * len(broadcasters),
+        },
     )
     await session.execute(
         _FOLD_CHAT,
@@ -169,8 +174,11 @@ async def _fold_streams(session: AsyncSession, folded: FoldPlan) -> None:
     for online in sorted(folded.onlines, key=lambda o: o.broadcaster_id):
         await session.execute(
             _ENSURE_CHANNELS,
-            {"ids": [online.broadcaster_id], "logins": [online.login],
-             "names": [online.display_name]},
+            {
+                "ids": [online.broadcaster_id],
+                "logins": [online.login],
+                "names": [online.display_name],
+            },
         )
     for broadcaster_id in sorted(earliest):
         # One writer per channel's sessions at a time: the end rule reads neighbours.
@@ -181,20 +189,28 @@ async def _fold_streams(session: AsyncSession, folded: FoldPlan) -> None:
     for online in folded.onlines:
         await session.execute(
             _OPEN_SESSION,
-            {"id": online.stream_id, "broadcaster_id": online.broadcaster_id,
-             "started_at": online.started_at},
+            {
+                "id": online.stream_id,
+                "broadcaster_id": online.broadcaster_id,
+                "started_at": online.started_at,
+            },
         )
     for offline in folded.offlines:
         await session.execute(
             _RECORD_OFFLINE,
-            {"message_id": offline.message_id, "broadcaster_id": offline.broadcaster_id,
-             "at": offline.event_time},
+            {
+                "message_id": offline.message_id,
+                "broadcaster_id": offline.broadcaster_id,
+                "at": offline.event_time,
+            },
         )
     for broadcaster_id, since in sorted(earliest.items()):
         await recompute_session_ends(session, broadcaster_id, since)
 
 
-async def recompute_session_ends(session: AsyncSession, broadcaster_id: str, since: datetime) -> None:
+async def recompute_session_ends(
+    session: AsyncSession, broadcaster_id: str, since: datetime
+) -> None:
     """Re-derive the ends of the sessions a fact at ``since`` can affect: the one that was
     running at ``since`` and every later one."""
     rows = (
@@ -213,11 +229,15 @@ async def recompute_session_ends(session: AsyncSession, broadcaster_id: str, sin
         return
     first_start = min(row.started_at for row in rows)
     offlines = (
-        await session.execute(
-            text("SELECT at FROM stream_offlines WHERE broadcaster_id = :b AND at > :t"),
-            {"b": broadcaster_id, "t": first_start},
+        (
+            await session.execute(
+                text("SELECT at FROM stream_offlines WHERE broadcaster_id = :b AND at > :t"),
+                {"b": broadcaster_id, "t": first_start},
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     facts = [SessionFacts(r.id, r.started_at, r.started_by, r.reconcile_ended_at) for r in rows]
     ends = session_ends(facts, list(offlines))
     for row in rows:

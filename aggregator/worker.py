@@ -60,8 +60,13 @@ class Folder:
         deliveries = [d for batch in batches for d in batch]
         async with self._sessions.begin() as session:
             stats = await fold_deliveries(session, deliveries)
-        log.debug("fold.committed", jobs=len(batches), deliveries=stats.deliveries,
-                  duplicates=stats.duplicates, dead_letters=stats.dead_letters)
+        log.debug(
+            "fold.committed",
+            jobs=len(batches),
+            deliveries=stats.deliveries,
+            duplicates=stats.duplicates,
+            dead_letters=stats.dead_letters,
+        )
 
 
 async def fold_notifications(ctx: dict[str, Any], payload: bytes) -> int:
@@ -88,8 +93,13 @@ async def _retry_later(ctx: dict[str, Any], payload: bytes, exc: Exception) -> i
         log.error("fold.parked", job_id=ctx.get("job_id"), error=type(exc).__name__)
         return 0
     delay = retry_delay(job_try)
-    log.warning("fold.retry", job_id=ctx.get("job_id"), job_try=job_try, defer_s=delay,
-                error=type(exc).__name__)
+    log.warning(
+        "fold.retry",
+        job_id=ctx.get("job_id"),
+        job_try=job_try,
+        defer_s=delay,
+        error=type(exc).__name__,
+    )
     raise Retry(defer=delay) from exc
 
 
@@ -105,8 +115,12 @@ async def _fold_one_by_one(ctx: dict[str, Any], deliveries: Sequence[Delivery]) 
             reason = f"fold failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
             log.error("fold.dead_letter", message_id=delivery.message_id, reason=reason)
             async with sessions.begin() as session:
-                letter = Unfoldable(delivery.message_id, delivery.subscription_type,  # type: ignore[arg-type]
-                                    reason, delivery.body)
+                letter = Unfoldable(
+                    delivery.message_id,
+                    delivery.subscription_type,  # type: ignore[arg-type]
+                    reason,
+                    delivery.body,
+                )
                 await record_dead_letters(session, [letter], {})
 
 
@@ -138,8 +152,13 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
     settings.require("database_url", "redis_url")
     options: dict[str, Any] = {
         "functions": [
-            func(fold_notifications, name=FOLD_JOB, timeout=FOLD_TIMEOUT_SECONDS,
-                 max_tries=FOLD_MAX_TRIES, keep_result=0),
+            func(
+                fold_notifications,
+                name=FOLD_JOB,
+                timeout=FOLD_TIMEOUT_SECONDS,
+                max_tries=FOLD_MAX_TRIES,
+                keep_result=0,
+            ),
         ],
         "queue_name": settings.queue_name,
         "redis_settings": redis_settings(settings.redis_url or ""),

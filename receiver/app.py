@@ -57,6 +57,16 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
 
 
+def from_environment() -> Starlette:
+    """The Procfile's uvicorn factory: settings from the environment, read once."""
+    from schema.logs import configure_logging
+    from schema.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_format)
+    return create_app(settings)
+
+
 async def _warn_if_redis_may_evict(redis: object) -> None:
     """An evicting Redis can silently drop accepted jobs (RELIABILITY.md 2)."""
     try:

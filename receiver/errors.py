@@ -32,8 +32,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     if is_transient(exc):
-        log.warning("request.database_unavailable", path=request.url.path,
-                    error=type(exc).__name__)
+        log.warning("request.database_unavailable", path=request.url.path, error=type(exc).__name__)
         return error_response(503, "unavailable", "a backing service is unavailable; retry")
     log.exception("request.failed", path=request.url.path)
     return error_response(500, "internal_error", "unexpected error; it has been logged")

@@ -65,9 +65,14 @@ def _one(request: Request, name: str, *, required: bool = True) -> str | None:
 
 def read_headers(request: Request) -> Headers:
     message_id = _one(request, "Twitch-Eventsub-Message-Id") or ""
-    if not 0 < len(message_id) <= MAX_MESSAGE_ID_LENGTH or not message_id.isprintable() \
-            or not message_id.isascii():
-        raise MalformedHeaders("Twitch-Eventsub-Message-Id must be 1-128 printable ASCII characters")
+    if (
+        not 0 < len(message_id) <= MAX_MESSAGE_ID_LENGTH
+        or not message_id.isprintable()
+        or not message_id.isascii()
+    ):
+        raise MalformedHeaders(
+            "Twitch-Eventsub-Message-Id must be 1-128 printable ASCII characters"
+        )
     return Headers(
         message_id=message_id,
         timestamp=_one(request, "Twitch-Eventsub-Message-Timestamp") or "",
@@ -107,8 +112,13 @@ async def callback(request: Request) -> Response:
     body = await read_body(request)
     with structlog.contextvars.bound_contextvars(message_id=headers.message_id):
         try:
-            verify(ctx.settings.eventsub_secrets, headers.message_id, headers.timestamp, body,
-                   headers.signature)
+            verify(
+                ctx.settings.eventsub_secrets,
+                headers.message_id,
+                headers.timestamp,
+                body,
+                headers.signature,
+            )
             check_fresh(headers.timestamp, ctx.clock())
         except Exception as exc:
             NOTIFICATIONS.labels(outcome="refused").inc()
@@ -149,8 +159,11 @@ async def _verification(ctx: Context, body: bytes) -> Response:
     decoded, subscription = _subscription(challenge_decoder, body)
     async with ctx.sessions.begin() as session:
         await record_verified(session, subscription)
-    log.info("eventsub.challenge_answered", subscription_id=subscription.id,
-             subscription_type=subscription.type)
+    log.info(
+        "eventsub.challenge_answered",
+        subscription_id=subscription.id,
+        subscription_type=subscription.type,
+    )
     # The exact challenge bytes as text/plain: a JSON-encoded answer fails verification.
     return PlainTextResponse(decoded.challenge, status_code=200)  # type: ignore[attr-defined]
 
@@ -160,8 +173,11 @@ async def _revocation(ctx: Context, body: bytes) -> Response:
     async with ctx.sessions.begin() as session:
         await record_revocation(session, subscription)
     NOTIFICATIONS.labels(outcome="revocation").inc()
-    log.warning("eventsub.revoked", subscription_id=subscription.id,
-                subscription_type=subscription.type, reason=subscription.status,
-                condition=subscription.condition)
+    log.warning(
+        "eventsub.revoked",
+        subscription_id=subscription.id,
+        subscription_type=subscription.type,
+        reason=subscription.status,
+        condition=subscription.condition,
+    )
     return Response(status_code=204)
-

@@ -30,5 +30,7 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception as exc:
         checks["redis"] = type(exc).__name__
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )

@@ -40,13 +40,15 @@ _CHAT_TOTALS = text("""
         UNION ALL
         SELECT chatter_id, 1 FROM chat_messages
         WHERE broadcaster_id = :b AND (
-            (sent_at >= :since AND sent_at < :head_to) OR (sent_at >= :tail_from AND sent_at < :until))
+            (sent_at >= :since AND sent_at < :head_to)
+            OR (sent_at >= :tail_from AND sent_at < :until))
     ) AS x
 """)
 
 
-async def chat_totals(session: AsyncSession, broadcaster_id: str, since: datetime,
-                      until: datetime) -> ChatTotals:
+async def chat_totals(
+    session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime
+) -> ChatTotals:
     """Messages and distinct chatters of one channel in ``[since, until)``, exactly."""
     if until <= since:
         return ChatTotals(0, 0)
@@ -56,10 +58,20 @@ async def chat_totals(session: AsyncSession, broadcaster_id: str, since: datetim
         head_to, tail_from = until, until
     else:
         head_to, tail_from = full_from, full_to
-    row = (await session.execute(_CHAT_TOTALS, {
-        "b": broadcaster_id, "full_from": full_from, "full_to": full_to, "since": since,
-        "head_to": head_to, "tail_from": tail_from, "until": until,
-    })).one()
+    row = (
+        await session.execute(
+            _CHAT_TOTALS,
+            {
+                "b": broadcaster_id,
+                "full_from": full_from,
+                "full_to": full_to,
+                "since": since,
+                "head_to": head_to,
+                "tail_from": tail_from,
+                "until": until,
+            },
+        )
+    ).one()
     return ChatTotals(int(row.messages), int(row.chatters))
 
 
@@ -113,27 +125,54 @@ _SESSIONS = text("""
 
 
 async def sessions(
-    session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime, *,
-    now: datetime, limit: int = 100, before: tuple[datetime, str] | None = None,
+    session: AsyncSession,
+    broadcaster_id: str,
+    since: datetime,
+    until: datetime,
+    *,
+    now: datetime,
+    limit: int = 100,
+    before: tuple[datetime, str] | None = None,
 ) -> list[SessionRow]:
     """Sessions overlapping ``[since, until)``, newest first; ``before`` is the keyset
     cursor (start, id) of the last row of the previous page."""
-    rows = (await session.execute(_SESSIONS, {
-        "b": broadcaster_id, "since": since, "until": until, "now": now, "limit": limit,
-        "before_start": before[0] if before else None, "before_id": before[1] if before else None,
-    })).all()
+    rows = (
+        await session.execute(
+            _SESSIONS,
+            {
+                "b": broadcaster_id,
+                "since": since,
+                "until": until,
+                "now": now,
+                "limit": limit,
+                "before_start": before[0] if before else None,
+                "before_id": before[1] if before else None,
+            },
+        )
+    ).all()
     result = []
     for r in rows:
         end = r.ended_at or now
         chat = await chat_totals(session, broadcaster_id, r.started_at, end)
-        result.append(SessionRow(
-            id=r.id, broadcaster_id=r.broadcaster_id, started_at=r.started_at,
-            ended_at=r.ended_at, duration_seconds=max(0, int((end - r.started_at).total_seconds())),
-            chat_messages=chat.chat_messages, unique_chatters=chat.unique_chatters,
-            peak_viewers=r.peak, avg_viewers=r.avg, hours_watched=r.watched,
-            title=r.title, game_name=r.game_name, started_by=r.started_by,
-            ended_by=r.ended_by, chat_complete=bool(r.chat_complete),
-        ))
+        result.append(
+            SessionRow(
+                id=r.id,
+                broadcaster_id=r.broadcaster_id,
+                started_at=r.started_at,
+                ended_at=r.ended_at,
+                duration_seconds=max(0, int((end - r.started_at).total_seconds())),
+                chat_messages=chat.chat_messages,
+                unique_chatters=chat.unique_chatters,
+                peak_viewers=r.peak,
+                avg_viewers=r.avg,
+                hours_watched=r.watched,
+                title=r.title,
+                game_name=r.game_name,
+                started_by=r.started_by,
+                ended_by=r.ended_by,
+                chat_complete=bool(r.chat_complete),
+            )
+        )
     return result
 
 
@@ -194,17 +233,32 @@ _HOURLY = text("""
 """)
 
 
-async def hourly(session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime,
-                 *, now: datetime) -> list[HourRow]:
+async def hourly(
+    session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime, *, now: datetime
+) -> list[HourRow]:
     """One row per UTC hour in the window that saw live time, chat or a viewer sample."""
-    rows = (await session.execute(_HOURLY, {
-        "b": broadcaster_id, "from_hour": floor_hour(since), "until": until, "now": now,
-    })).all()
+    rows = (
+        await session.execute(
+            _HOURLY,
+            {
+                "b": broadcaster_id,
+                "from_hour": floor_hour(since),
+                "until": until,
+                "now": now,
+            },
+        )
+    ).all()
     return [
-        HourRow(hour=r.hour, live_seconds=int(round(r.live_seconds)),
-                chat_messages=int(r.chat_messages), unique_chatters=int(r.unique_chatters),
-                avg_viewers=r.avg, peak_viewers=r.peak, hours_watched=r.watched,
-                chat_complete=bool(r.chat_complete))
+        HourRow(
+            hour=r.hour,
+            live_seconds=round(r.live_seconds),
+            chat_messages=int(r.chat_messages),
+            unique_chatters=int(r.unique_chatters),
+            avg_viewers=r.avg,
+            peak_viewers=r.peak,
+            hours_watched=r.watched,
+            chat_complete=bool(r.chat_complete),
+        )
         for r in rows
     ]
 
@@ -237,8 +291,9 @@ _SUMMARY_VIEWERS = text("""
 """)
 
 
-async def summary(session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime,
-                  *, now: datetime) -> Summary:
+async def summary(
+    session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime, *, now: datetime
+) -> Summary:
     params = {"b": broadcaster_id, "since": since, "until": until, "now": now}
     live = (await session.execute(_SUMMARY, params)).one()
     viewers = (await session.execute(_SUMMARY_VIEWERS, params)).one()
@@ -248,5 +303,7 @@ async def summary(session: AsyncSession, broadcaster_id: str, since: datetime, u
         sessions=int(live.sessions),
         chat_messages=chat.chat_messages,
         unique_chatters=chat.unique_chatters,
-        avg_viewers=viewers.avg, peak_viewers=viewers.peak, hours_watched=viewers.watched,
+        avg_viewers=viewers.avg,
+        peak_viewers=viewers.peak,
+        hours_watched=viewers.watched,
     )

@@ -102,8 +102,11 @@ class Settings(BaseSettings):
     @cached_property
     def eventsub_secrets(self) -> tuple[bytes, ...]:
         """Secrets a notification may be signed with: current first, then the previous."""
-        secrets = [s.get_secret_value().encode("ascii") for s in
-                   (self.eventsub_secret, self.eventsub_secret_previous) if s is not None]
+        secrets = [
+            s.get_secret_value().encode("ascii")
+            for s in (self.eventsub_secret, self.eventsub_secret_previous)
+            if s is not None
+        ]
         return tuple(secrets)
 
     @property

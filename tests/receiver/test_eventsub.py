@@ -39,8 +39,9 @@ async def test_signed_notification_is_queued_and_answered_204(
     receiver: httpx.AsyncClient, clock: Clock, redis: ArqRedis, settings: Settings
 ) -> None:
     message = chat(clock)
-    response = await receiver.post("/eventsub/callback", content=message.body,
-                                   headers=message.headers())
+    response = await receiver.post(
+        "/eventsub/callback", content=message.body, headers=message.headers()
+    )
     assert response.status_code == 204
     assert await queued_jobs(redis, settings) == 1
 
@@ -48,18 +49,30 @@ async def test_signed_notification_is_queued_and_answered_204(
 async def test_challenge_is_answered_with_the_exact_bytes_as_text_plain(
     receiver: httpx.AsyncClient, clock: Clock, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    body = challenge_body("pogchamp-kappa-360noscope-vohiyo", "stream.online",
-                          {"broadcaster_user_id": "1337"}, sub_id="sub-1")
-    message = signed(SECRET_BYTES, body, "stream.online", sent_at=clock.now,
-                     message_type="webhook_callback_verification")
-    response = await receiver.post("/eventsub/callback", content=message.body,
-                                   headers=message.headers())
+    body = challenge_body(
+        "pogchamp-kappa-360noscope-vohiyo",
+        "stream.online",
+        {"broadcaster_user_id": "1337"},
+        sub_id="sub-1",
+    )
+    message = signed(
+        SECRET_BYTES,
+        body,
+        "stream.online",
+        sent_at=clock.now,
+        message_type="webhook_callback_verification",
+    )
+    response = await receiver.post(
+        "/eventsub/callback", content=message.body, headers=message.headers()
+    )
     assert response.status_code == 200
     assert response.content == b"pogchamp-kappa-360noscope-vohiyo"
     assert response.headers["content-type"].split(";")[0] == "text/plain"
     assert response.headers["content-length"] == str(len(b"pogchamp-kappa-360noscope-vohiyo"))
     async with sessions() as session:
-        status = await session.scalar(text("SELECT status FROM eventsub_subscriptions WHERE id = 'sub-1'"))
+        status = await session.scalar(
+            text("SELECT status FROM eventsub_subscriptions WHERE id = 'sub-1'")
+        )
     assert status == "enabled"
 
 
@@ -67,29 +80,49 @@ async def test_challenge_with_a_bad_signature_is_refused(
     receiver: httpx.AsyncClient, clock: Clock
 ) -> None:
     body = challenge_body("abc", "stream.online", {"broadcaster_user_id": "1337"})
-    message = signed(b"some-other-secret-value", body, "stream.online", sent_at=clock.now,
-                     message_type="webhook_callback_verification")
-    response = await receiver.post("/eventsub/callback", content=message.body,
-                                   headers=message.headers())
+    message = signed(
+        b"some-other-secret-value",
+        body,
+        "stream.online",
+        sent_at=clock.now,
+        message_type="webhook_callback_verification",
+    )
+    response = await receiver.post(
+        "/eventsub/callback", content=message.body, headers=message.headers()
+    )
     assert response.status_code == 403
     assert response.json()["error"] == "invalid_signature"
 
 
 async def test_revocation_is_acknowledged_and_recorded(
-    receiver: httpx.AsyncClient, clock: Clock, sessions: async_sessionmaker[AsyncSession],
-    redis: ArqRedis, settings: Settings,
+    receiver: httpx.AsyncClient,
+    clock: Clock,
+    sessions: async_sessionmaker[AsyncSession],
+    redis: ArqRedis,
+    settings: Settings,
 ) -> None:
-    body = revocation_body("channel.chat.message", {"broadcaster_user_id": "1337", "user_id": "9"},
-                           "notification_failures_exceeded", sub_id="sub-9")
-    message = signed(SECRET_BYTES, body, "channel.chat.message", sent_at=clock.now,
-                     message_type="revocation")
-    response = await receiver.post("/eventsub/callback", content=message.body,
-                                   headers=message.headers())
+    body = revocation_body(
+        "channel.chat.message",
+        {"broadcaster_user_id": "1337", "user_id": "9"},
+        "notification_failures_exceeded",
+        sub_id="sub-9",
+    )
+    message = signed(
+        SECRET_BYTES, body, "channel.chat.message", sent_at=clock.now, message_type="revocation"
+    )
+    response = await receiver.post(
+        "/eventsub/callback", content=message.body, headers=message.headers()
+    )
     assert response.status_code == 204
     async with sessions() as session:
-        row = (await session.execute(text(
-            "SELECT status, revoked_at, broadcaster_id FROM eventsub_subscriptions WHERE id = 'sub-9'"
-        ))).one()
+        row = (
+            await session.execute(
+                text(
+                    "SELECT status, revoked_at, broadcaster_id FROM eventsub_subscriptions "
+                    "WHERE id = 'sub-9'"
+                )
+            )
+        ).one()
     assert row.status == "notification_failures_exceeded"
     assert row.revoked_at is not None
     assert row.broadcaster_id == "1337"
@@ -106,12 +139,20 @@ async def test_forgeries_are_refused_and_never_queued(
     cases: list[tuple[bytes, dict[str, str], int]] = [
         (bytes(tampered), good, 403),
         (message.body, {**good, "Twitch-Eventsub-Message-Signature": "sha256=" + "0" * 64}, 403),
-        (message.body, {**good, "Twitch-Eventsub-Message-Signature": message.signature.upper()}, 403),
+        (
+            message.body,
+            {**good, "Twitch-Eventsub-Message-Signature": message.signature.upper()},
+            403,
+        ),
         (message.body, {**good, "Twitch-Eventsub-Message-Id": "another-id"}, 403),
         (message.body, {**good, "Twitch-Eventsub-Message-Signature": ""}, 403),
     ]
-    for header in ("Twitch-Eventsub-Message-Id", "Twitch-Eventsub-Message-Timestamp",
-                   "Twitch-Eventsub-Message-Signature", "Twitch-Eventsub-Message-Type"):
+    for header in (
+        "Twitch-Eventsub-Message-Id",
+        "Twitch-Eventsub-Message-Timestamp",
+        "Twitch-Eventsub-Message-Signature",
+        "Twitch-Eventsub-Message-Type",
+    ):
         cases.append((message.body, {k: v for k, v in good.items() if k != header}, 400))
     cases.append((message.body, {**good, "Twitch-Eventsub-Message-Id": "x" * 129}, 400))
     cases.append((message.body, {**good, "Twitch-Eventsub-Message-Id": "café".encode()}, 400))  # type: ignore[dict-item]
@@ -127,7 +168,7 @@ async def test_forgeries_are_refused_and_never_queued(
 
 async def test_duplicated_header_is_refused(receiver: httpx.AsyncClient, clock: Clock) -> None:
     message = chat(clock)
-    headers = list(message.headers().items()) + [("Twitch-Eventsub-Message-Id", "second")]
+    headers = [*message.headers().items(), ("Twitch-Eventsub-Message-Id", "second")]
     response = await receiver.post("/eventsub/callback", content=message.body, headers=headers)
     assert response.status_code == 400
 
@@ -135,18 +176,27 @@ async def test_duplicated_header_is_refused(receiver: httpx.AsyncClient, clock: 
 async def test_stale_and_future_timestamps_are_refused(
     receiver: httpx.AsyncClient, clock: Clock, redis: ArqRedis, settings: Settings
 ) -> None:
-    for sent_at in (clock.now - timedelta(minutes=10, seconds=1),
-                    clock.now + timedelta(minutes=2, seconds=1)):
-        message = signed(SECRET_BYTES, chat_message_body("1", "2", "3"), "channel.chat.message",
-                         sent_at=sent_at)
-        response = await receiver.post("/eventsub/callback", content=message.body,
-                                       headers=message.headers())
+    for sent_at in (
+        clock.now - timedelta(minutes=10, seconds=1),
+        clock.now + timedelta(minutes=2, seconds=1),
+    ):
+        message = signed(
+            SECRET_BYTES, chat_message_body("1", "2", "3"), "channel.chat.message", sent_at=sent_at
+        )
+        response = await receiver.post(
+            "/eventsub/callback", content=message.body, headers=message.headers()
+        )
         assert response.status_code == 400
         assert response.json()["error"] == "stale_message"
-    inside = signed(SECRET_BYTES, chat_message_body("1", "2", "3"), "channel.chat.message",
-                    sent_at=clock.now - timedelta(minutes=9, seconds=59))
-    response = await receiver.post("/eventsub/callback", content=inside.body,
-                                   headers=inside.headers())
+    inside = signed(
+        SECRET_BYTES,
+        chat_message_body("1", "2", "3"),
+        "channel.chat.message",
+        sent_at=clock.now - timedelta(minutes=9, seconds=59),
+    )
+    response = await receiver.post(
+        "/eventsub/callback", content=inside.body, headers=inside.headers()
+    )
     assert response.status_code == 204
     assert await queued_jobs(redis, settings) == 1
 
@@ -163,17 +213,21 @@ async def test_oversized_bodies_get_413_declared_or_streamed(
         for _ in range(MAX_BODY_BYTES // 1024 + 2):
             yield b"y" * 1024
 
-    response = await receiver.post("/eventsub/callback", content=chunks(), headers=message.headers())
+    response = await receiver.post(
+        "/eventsub/callback", content=chunks(), headers=message.headers()
+    )
     assert response.status_code == 413
 
 
 async def test_unknown_subscription_type_is_acknowledged_and_not_queued(
     receiver: httpx.AsyncClient, clock: Clock, redis: ArqRedis, settings: Settings
 ) -> None:
-    message = signed(SECRET_BYTES, b'{"subscription":{},"event":{}}', "channel.follow",
-                     sent_at=clock.now)
-    response = await receiver.post("/eventsub/callback", content=message.body,
-                                   headers=message.headers())
+    message = signed(
+        SECRET_BYTES, b'{"subscription":{},"event":{}}', "channel.follow", sent_at=clock.now
+    )
+    response = await receiver.post(
+        "/eventsub/callback", content=message.body, headers=message.headers()
+    )
     assert response.status_code == 204
     assert await queued_jobs(redis, settings) == 0
 
@@ -186,7 +240,9 @@ async def test_redis_down_gives_503_and_nothing_accepted(settings: Settings, clo
     async with serve(create_app(down, clock=clock)) as base, httpx.AsyncClient(base_url=base) as c:
         message = chat(clock)
         started = asyncio.get_running_loop().time()
-        response = await c.post("/eventsub/callback", content=message.body, headers=message.headers())
+        response = await c.post(
+            "/eventsub/callback", content=message.body, headers=message.headers()
+        )
         elapsed = asyncio.get_running_loop().time() - started
         assert response.status_code == 503
         assert response.json()["error"] == "queue_unavailable"
@@ -199,11 +255,21 @@ async def test_redis_down_gives_503_and_nothing_accepted(settings: Settings, clo
 async def test_concurrent_requests_share_jobs_and_all_are_queued(
     receiver: httpx.AsyncClient, clock: Clock, redis: ArqRedis, settings: Settings
 ) -> None:
-    messages = [signed(SECRET_BYTES, chat_message_body("1", "2", f"c{i}"), "channel.chat.message",
-                       sent_at=clock.now) for i in range(200)]
-    responses = await asyncio.gather(*(
-        receiver.post("/eventsub/callback", content=m.body, headers=m.headers()) for m in messages
-    ))
+    messages = [
+        signed(
+            SECRET_BYTES,
+            chat_message_body("1", "2", f"c{i}"),
+            "channel.chat.message",
+            sent_at=clock.now,
+        )
+        for i in range(200)
+    ]
+    responses = await asyncio.gather(
+        *(
+            receiver.post("/eventsub/callback", content=m.body, headers=m.headers())
+            for m in messages
+        )
+    )
     assert {r.status_code for r in responses} == {204}
     from schema.jobs import decode_batch
 
@@ -229,6 +295,7 @@ async def test_wrong_method_is_json_405(receiver: httpx.AsyncClient) -> None:
 async def test_stream_online_is_accepted(receiver: httpx.AsyncClient, clock: Clock) -> None:
     body = stream_online_body("1337", "9001", clock.now)
     message = signed(SECRET_BYTES, body, "stream.online", sent_at=clock.now)
-    response = await receiver.post("/eventsub/callback", content=message.body,
-                                   headers=message.headers())
+    response = await receiver.post(
+        "/eventsub/callback", content=message.body, headers=message.headers()
+    )
     assert response.status_code == 204
