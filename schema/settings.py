@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     queue_name: str = "arq:queue"
     operator_user_ids: str = ""
+    # Reconciliation closes a session on Helix's word only once it is this old: Helix
+    # lists a new stream about a minute late (PROTOCOL.md 6.6).
+    reconcile_grace_seconds: int = Field(default=600, ge=0, le=86_400)
 
     @field_validator("database_url")
     @classmethod
