@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     queue_name: str = "arq:queue"
     operator_user_ids: str = ""
+    # Origins of frontends allowed to call /api/* with credentials (comma-separated).
+    cors_allowed_origins: str = ""
     # Reconciliation closes a session on Helix's word only once it is this old: Helix
     # lists a new stream about a minute late (PROTOCOL.md 6.6).
     reconcile_grace_seconds: int = Field(default=600, ge=0, le=86_400)
@@ -125,6 +127,12 @@ class Settings(BaseSettings):
         if self.token_encryption_keys is None:
             return ()
         return tuple(k.strip() for k in self.token_encryption_keys.get_secret_value().split(","))
+
+    @cached_property
+    def cors_origins(self) -> tuple[str, ...]:
+        return tuple(
+            o.strip().rstrip("/") for o in self.cors_allowed_origins.split(",") if o.strip()
+        )
 
     @cached_property
     def operator_ids(self) -> frozenset[str]:
