@@ -34,18 +34,24 @@ class Request:
     raw: bytes
 
 
+_TEMPLATE = chat_message_body("{B}", "{C}", "{M}")
+
+
+def chat_body(index: int, channels: int, chatters: int) -> bytes:
+    """The ``index``-th chat message of a stream spread evenly over ``channels``
+    channels (ids from 100000), from a random one of ``chatters`` chatters."""
+    broadcaster = str(100_000 + index % channels).encode()
+    chatter = str(5_000_000 + random.randrange(chatters)).encode()
+    chat_id = str(uuid.uuid4()).encode()
+    return _TEMPLATE.replace(b"{B}", broadcaster).replace(b"{C}", chatter).replace(b"{M}", chat_id)
+
+
 def build(secret: bytes, count: int, channels: int, chatters: int, port: int) -> list[Request]:
     """``count`` signed chat notifications spread over ``channels`` channels."""
-    template = chat_message_body("{B}", "{C}", "{M}")
     timestamp = rfc3339(datetime.now(UTC))
     requests = []
     for i in range(count):
-        broadcaster = str(100_000 + i % channels).encode()
-        chatter = str(5_000_000 + random.randrange(chatters)).encode()
-        chat_id = str(uuid.uuid4()).encode()
-        body = (
-            template.replace(b"{B}", broadcaster).replace(b"{C}", chatter).replace(b"{M}", chat_id)
-        )
+        body = chat_body(i, channels, chatters)
         message_id = str(uuid.uuid4())
         head = (
             f"POST /eventsub/callback HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"

@@ -1,0 +1,193 @@
+"""Fold throughput of real worker processes against a raw batched upsert.
+
+The queue is filled first, through the receiver's own ``NotificationQueue`` with 64
+concurrent submitters (so jobs carry what the receiver batches under load), into a
+staging key; it is renamed onto the worker's queue in one step, and the clock runs until
+the channel-hour totals hold every message. The baseline writes the same per-message
+increments with ``executemany`` of 1,000 upserts per transaction: no ledger, no
+exactly-once, no unique chatters, i.e. what PostgreSQL does with no guarantees at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+
+from bench.loadgen import CHAT, chat_body
+from bench.services import Environment, libpq, process, worker_args
+from bench.stats import Row
+from receiver.queue import NotificationQueue, connect_redis
+from schema.events import Delivery
+from streamfold.eventsub_sender import rfc3339
+
+CASES = {"hot": (1, 5_000), "spread": (1_000, 50_000)}  # channels, chatters
+SUBMITTERS = 64
+_RESET = "TRUNCATE chat_messages, chatter_hours, channel_hours, folded_messages"
+_UPSERT = """
+    INSERT INTO channel_hours (broadcaster_id, hour, chat_messages) VALUES (%s, %s, 1)
+    ON CONFLICT (broadcaster_id, hour)
+        DO UPDATE SET chat_messages = channel_hours.chat_messages + 1
+"""
+
+
+def deliveries(count: int, channels: int, chatters: int) -> list[Delivery]:
+    timestamp = rfc3339(datetime.now(UTC))
+    return [
+        Delivery(str(uuid.uuid4()), timestamp, CHAT, chat_body(i, channels, chatters))
+        for i in range(count)
+    ]
+
+
+async def prefill(env: Environment, items: list[Delivery], queue_name: str) -> int:
+    """Enqueue ``items`` as the receiver would under load; return the number of jobs."""
+    redis = connect_redis(env.redis_url)
+    try:
+        queue = NotificationQueue(redis, queue_name)
+        pending = iter(items)
+
+        async def submitter() -> None:
+            for item in pending:
+                await queue.accept(item)
+
+        await asyncio.gather(*(submitter() for _ in range(SUBMITTERS)))
+        return int(await redis.zcard(queue_name))
+    finally:
+        await redis.aclose()
+
+
+async def _wait_for_workers(env: Environment) -> None:
+    redis = connect_redis(env.redis_url)
+    try:
+        deadline = time.monotonic() + 30
+        while not await redis.exists(f"{env.queue_name}:health-check"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the worker did not start polling")
+            await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+
+
+async def fold_once(
+    env: Environment, count: int, channels: int, chatters: int
+) -> tuple[float, int]:
+    """Fill, release to the running workers, wait until folded: (seconds, jobs)."""
+    staging = f"{env.queue_name}:staging"
+    items = deliveries(count, channels, chatters)
+    async with await psycopg.AsyncConnection.connect(libpq(env.database_url)) as conn:
+        await conn.execute(_RESET)
+        await conn.commit()
+        jobs = await prefill(env, items, staging)
+        redis = connect_redis(env.redis_url)
+        try:
+            await redis.rename(staging, env.queue_name)
+            started = time.perf_counter()
+            while True:
+                cur = await conn.execute(
+                    "SELECT coalesce(sum(chat_messages), 0) FROM channel_hours"
+                )
+                row = await cur.fetchone()
+                await conn.commit()
+                if row is not None and int(row[0]) >= count:
+                    return time.perf_counter() - started, jobs
+                if time.perf_counter() - started > 300:
+                    raise TimeoutError(f"folded {row} of {count} after 300 s")
+                await asyncio.sleep(0.02)
+        finally:
+            await redis.aclose()
+
+
+async def raw_upsert(env: Environment, count: int, channels: int) -> float:
+    """The baseline: messages/s of plain batched upserts, one connection."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    keys = [(str(100_000 + i % channels), hour) for i in range(count)]
+    async with await psycopg.AsyncConnection.connect(libpq(env.database_url)) as conn:
+        await conn.execute(_RESET)
+        await conn.commit()
+        started = time.perf_counter()
+        for start in range(0, count, 1_000):
+            async with conn.cursor() as cur:
+                await cur.executemany(_UPSERT, sorted(keys[start : start + 1_000]))
+            await conn.commit()
+        return count / (time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def workers(env: Environment, n: int) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for i in range(n):
+            stack.enter_context(process(worker_args(), env.process_env(), f"fold-worker-{i}"))
+        asyncio.run(_wait_for_workers(env))
+        yield
+
+
+def _size(quick: bool) -> int:
+    return 10_000 if quick else 60_000
+
+
+def run(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
+    count = _size(quick)
+    rows: list[Row] = []
+    with workers(env, 1):
+        asyncio.run(fold_once(env, count // 5, *CASES["spread"]))  # warm-up
+        for case, (channels, chatters) in CASES.items():
+            asyncio.run(raw_upsert(env, count // 5, channels))  # warm-up
+            folded: list[float] = []
+            drains: list[float] = []
+            raw: list[float] = []
+            jobs: list[int] = []
+            for _ in range(repetitions):
+                seconds, n_jobs = asyncio.run(fold_once(env, count, channels, chatters))
+                folded.append(count / seconds)
+                drains.append(seconds)
+                jobs.append(n_jobs)
+                raw.append(asyncio.run(raw_upsert(env, count, channels)))
+            baseline = sorted(raw)[len(raw) // 2]
+            row = Row(
+                "fold",
+                f"{case}: messages/s, 1 worker",
+                "msg/s",
+                folded,
+                baseline,
+                "raw executemany",
+                ">= 5,000 and >= 0.25 x",
+                note=(
+                    f"{count:,} messages on {channels:,} channel(s), {chatters:,} chatters, "
+                    f"~{count / max(1, sorted(jobs)[len(jobs) // 2]):.0f} per job"
+                ),
+            )
+            row.met = (row.median or 0) >= 5_000 and (row.ratio or 0) >= 0.25
+            rows.append(row)
+            rows.append(Row("fold", f"{case}: time to drain", "s", drains))
+            rows.append(Row("fold", f"{case}: raw upsert baseline", "msg/s", raw))
+    return rows
+
+
+def run_scaling(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
+    """1 vs 2 worker processes on the spread case, interleaved."""
+    count = _size(quick)
+    channels, chatters = CASES["spread"]
+    results: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(repetitions):
+        for n in (1, 2):
+            with workers(env, n):
+                seconds, _ = asyncio.run(fold_once(env, count, channels, chatters))
+                results[n].append(count / seconds)
+    one = sorted(results[1])[len(results[1]) // 2]
+    return [
+        Row("scaling", "fold, 1 worker (spread)", "msg/s", results[1]),
+        Row(
+            "scaling",
+            "fold, 2 workers (spread)",
+            "msg/s",
+            results[2],
+            one,
+            "1 worker",
+            note="each worker is a separate process; 2 cores shared with PostgreSQL",
+        ),
+    ]
