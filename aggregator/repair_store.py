@@ -1,0 +1,200 @@
+"""Reads the facts reconciliation needs and writes its repairs, in the caller's transaction.
+
+Session writes take the same per-channel advisory lock as the fold (``store.py``) and
+re-read the channel's sessions under it, so a webhook folded between our first read and
+our write is seen before we decide. Ends are then re-derived by
+``store.recompute_session_ends``, never written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aggregator.repairs import ChannelRepairs, KnownSession, LiveStream, Sample, plan_channel
+from aggregator.store import recompute_session_ends
+
+_CONNECTED = text("SELECT broadcaster_id FROM channels WHERE connected ORDER BY broadcaster_id")
+
+# Open sessions of the channels, and the sessions of the streams Helix lists, each with
+# its newest sample (a backward index scan from now to the session's start).
+_KNOWN_SESSIONS = text("""
+    SELECT s.id, s.broadcaster_id, s.started_at, s.ended_at, s.ended_by, s.reconcile_ended_at,
+           (SELECT v.sampled_at FROM viewer_samples v
+            WHERE v.broadcaster_id = s.broadcaster_id AND v.sampled_at >= s.started_at
+              AND v.stream_id = s.id
+            ORDER BY v.sampled_at DESC LIMIT 1) AS last_sample_at
+    FROM stream_sessions s
+    WHERE s.broadcaster_id = ANY(CAST(:channels AS text[]))
+      AND (s.ended_at IS NULL OR s.id = ANY(CAST(:stream_ids AS text[])))
+""")
+
+_LOCK_CHANNEL = text("SELECT pg_advisory_xact_lock(hashtext('sessions:' || :b))")
+
+# The webhook's start is better than Helix's: a stream.online that already opened this
+# stream id (or opens it later, see store._OPEN_SESSION) keeps its own times.
+_OPEN = text("""
+    INSERT INTO stream_sessions (id, broadcaster_id, started_at, started_by, title, game_name)
+    VALUES (:id, :broadcaster_id, :started_at, 'reconcile', :title, :game_name)
+    ON CONFLICT (id) DO NOTHING
+""")
+
+_ESTIMATE = text("""
+    UPDATE stream_sessions SET reconcile_ended_at = :ended_at, updated_at = now()
+    WHERE id = :id AND reconcile_ended_at IS DISTINCT FROM :ended_at
+""")
+
+_SAMPLES = text("""
+    INSERT INTO viewer_samples
+        (broadcaster_id, sampled_at, stream_id, viewer_count, interval_seconds, title, game_name)
+    SELECT b, :sampled_at, s, v, i, t, g
+    FROM unnest(CAST(:b AS text[]), CAST(:s AS text[]), CAST(:v AS int[]), CAST(:i AS int[]),
+                CAST(:t AS text[]), CAST(:g AS text[])) AS x(b, s, v, i, t, g)
+    ORDER BY b
+    ON CONFLICT (broadcaster_id, sampled_at) DO NOTHING
+    RETURNING 1
+""")
+
+# A session's title and category are the latest Helix reported.
+_TITLES = text("""
+    UPDATE stream_sessions AS s SET title = x.t, game_name = x.g, updated_at = now()
+    FROM unnest(CAST(:s AS text[]), CAST(:t AS text[]), CAST(:g AS text[])) AS x(s, t, g)
+    WHERE s.id = x.s AND (s.title IS DISTINCT FROM x.t OR s.game_name IS DISTINCT FROM x.g)
+""")
+
+
+@dataclass(slots=True)
+class RepairCounts:
+    channels_checked: int = 0
+    live: int = 0
+    sessions_opened: int = 0
+    sessions_closed: int = 0
+    sessions_replaced: int = 0
+    sessions_reopened: int = 0
+    samples_stored: int = 0
+    changed_channels: list[str] = field(default_factory=list)
+
+    def add(self, repairs: ChannelRepairs) -> None:
+        self.sessions_opened += repairs.open is not None
+        self.sessions_closed += repairs.closed
+        self.sessions_replaced += repairs.replaced
+        self.sessions_reopened += repairs.reopened
+
+
+async def connected_channels(session: AsyncSession) -> list[str]:
+    return list((await session.execute(_CONNECTED)).scalars())
+
+
+async def known_sessions(
+    session: AsyncSession, channels: Sequence[str], stream_ids: Iterable[str]
+) -> dict[str, list[KnownSession]]:
+    rows = await session.execute(
+        _KNOWN_SESSIONS, {"channels": list(channels), "stream_ids": list(stream_ids)}
+    )
+    known: dict[str, list[KnownSession]] = {b: [] for b in channels}
+    for r in rows:
+        known[r.broadcaster_id].append(
+            KnownSession(
+                r.id, r.started_at, r.ended_at, r.ended_by, r.reconcile_ended_at, r.last_sample_at
+            )
+        )
+    return known
+
+
+async def repair_channels(
+    session: AsyncSession,
+    channels: Sequence[str],
+    live: dict[str, LiveStream],
+    *,
+    now: datetime,
+    grace: timedelta,
+    interval: timedelta,
+) -> RepairCounts:
+    """Repair one chunk of channels (at most a Helix page, so the transaction and its
+    advisory locks stay small) and store their viewer samples taken at ``now``."""
+    counts = RepairCounts(channels_checked=len(channels), live=len(live))
+
+    def plans(known: dict[str, list[KnownSession]]) -> dict[str, ChannelRepairs]:
+        return {
+            b: plan_channel(live.get(b), known[b], now=now, grace=grace, interval=interval)
+            for b in known
+        }
+
+    planned = plans(await known_sessions(session, channels, (s.stream_id for s in live.values())))
+    changing = sorted(b for b, p in planned.items() if p.writes_sessions)
+    if changing:
+        for broadcaster_id in changing:  # sorted: the fold locks in the same order
+            await session.execute(_LOCK_CHANNEL, {"b": broadcaster_id})
+        stream_ids = [live[b].stream_id for b in changing if b in live]
+        planned.update(plans(await known_sessions(session, changing, stream_ids)))
+        for broadcaster_id in changing:
+            repairs = planned[broadcaster_id]
+            if repairs.writes_sessions:
+                await _apply(session, broadcaster_id, repairs)
+                counts.add(repairs)
+                counts.changed_channels.append(broadcaster_id)
+    samples = [p.sample for p in planned.values() if p.sample is not None]
+    counts.samples_stored = await _store_samples(session, samples, now)
+    return counts
+
+
+async def _apply(session: AsyncSession, broadcaster_id: str, repairs: ChannelRepairs) -> None:
+    starts: list[datetime] = []
+    if repairs.open is not None:
+        stream = repairs.open
+        await session.execute(
+            _OPEN,
+            {
+                "id": stream.stream_id,
+                "broadcaster_id": broadcaster_id,
+                "started_at": stream.started_at,
+                "title": stream.title,
+                "game_name": stream.game_name,
+            },
+        )
+        starts.append(stream.started_at)
+    for estimate in repairs.estimates:
+        await session.execute(_ESTIMATE, {"id": estimate.session_id, "ended_at": estimate.ended_at})
+    if repairs.estimates:
+        rows = await session.execute(
+            text(
+                "SELECT min(started_at) FROM stream_sessions WHERE id = ANY(CAST(:ids AS text[]))"
+            ),
+            {"ids": [e.session_id for e in repairs.estimates]},
+        )
+        first = rows.scalar_one_or_none()
+        if first is not None:
+            starts.append(first)
+    await recompute_session_ends(session, broadcaster_id, min(starts))
+
+
+async def _store_samples(session: AsyncSession, samples: Sequence[Sample], now: datetime) -> int:
+    if not samples:
+        return 0
+    ordered = sorted(samples, key=lambda s: s.broadcaster_id)
+    stored = await session.execute(
+        _SAMPLES,
+        {
+            "sampled_at": now,
+            "b": [s.broadcaster_id for s in ordered],
+            "s": [s.stream_id for s in ordered],
+            "v": [s.viewer_count for s in ordered],
+            "i": [s.interval_seconds for s in ordered],
+            "t": [s.title for s in ordered],
+            "g": [s.game_name for s in ordered],
+        },
+    )
+    count = len(stored.all())
+    await session.execute(
+        _TITLES,
+        {
+            "s": [s.stream_id for s in ordered],
+            "t": [s.title for s in ordered],
+            "g": [s.game_name for s in ordered],
+        },
+    )
+    return count
