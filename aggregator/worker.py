@@ -16,6 +16,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from aggregator.reconcile import reconcile_cron
 from aggregator.store import fold_deliveries, record_dead_letters
 from schema.batching import GroupWriter
 from schema.db import create_engine, create_sessionmaker, is_transient
@@ -176,6 +177,10 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "job_completion_wait": 10,
     }
     options.update(overrides)
+    # A burst worker (tests, one-off draining) folds the queue and leaves periodic jobs to
+    # the long-running workers; without Twitch credentials there is nothing to poll.
+    if not options.get("burst") and settings.twitch_client_secret is not None:
+        options.setdefault("cron_jobs", [reconcile_cron(settings)])
     return options
 
 
