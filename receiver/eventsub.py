@@ -17,13 +17,21 @@ from starlette.responses import PlainTextResponse, Response
 
 from receiver.context import Context
 from receiver.metrics import NOTIFICATIONS
+from receiver.refusals import note_refusal
 from receiver.signature import check_fresh, verify
-from schema.errors import BadRequest, MalformedHeaders, PayloadTooLarge, RequestTimeout
+from schema.errors import (
+    BadRequest,
+    MalformedHeaders,
+    PayloadTooLarge,
+    QueueUnavailable,
+    RequestTimeout,
+)
 from schema.events import (
     FOLDED_TYPES,
     Delivery,
     WireSubscription,
     challenge_decoder,
+    parse_instant,
     revocation_decoder,
 )
 from schema.logs import get_logger
@@ -142,7 +150,14 @@ async def _notification(ctx: Context, headers: Headers, body: bytes) -> Response
         NOTIFICATIONS.labels(outcome="ignored").inc()
         log.info("eventsub.ignored_type", subscription_type=subscription_type[:100])
         return Response(status_code=204)
-    await ctx.queue.accept(Delivery(headers.message_id, headers.timestamp, subscription_type, body))
+    try:
+        await ctx.queue.accept(
+            Delivery(headers.message_id, headers.timestamp, subscription_type, body)
+        )
+    except QueueUnavailable:
+        # Twitch will retry, but not forever: mark the time as a possible chat gap.
+        await note_refusal(ctx.sessions, parse_instant(headers.timestamp), ctx.clock())
+        raise
     NOTIFICATIONS.labels(outcome="accepted").inc()
     return Response(status_code=204)
 
