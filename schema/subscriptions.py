@@ -1,12 +1,26 @@
-"""Our record of EventSub subscriptions, as Twitch reports them to us."""
+"""Our record of EventSub subscriptions, and which subscriptions we want.
+
+What we want is derived from the database (connected channels, the bot account); what
+Twitch has is its list. ``sync_subscriptions`` makes the two agree; the OAuth callback,
+``streamfold subscriptions sync`` and reconciliation all call it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
+
 import msgspec
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schema.events import WireSubscription
+from schema.settings import Settings
+from schema.tokens import connected_bot_id
+from schema.twitch.client import TwitchClient
+from schema.twitch.errors import TwitchRejected
+from schema.twitch.models import Subscription
 
 _UPSERT = text("""
     INSERT INTO eventsub_subscriptions
@@ -44,3 +58,260 @@ async def record_verified(session: AsyncSession, subscription: WireSubscription)
 async def record_revocation(session: AsyncSession, subscription: WireSubscription) -> None:
     """Twitch revoked it; ``subscription.status`` holds the reason."""
     await upsert_subscription(session, subscription, status=subscription.status, revoked=True)
+
+
+# -- what we want Twitch to send, and making Twitch's list match it ---------------------
+
+ONLINE, OFFLINE, CHAT, REVOKE = (
+    "stream.online",
+    "stream.offline",
+    "channel.chat.message",
+    "user.authorization.revoke",
+)
+LIVE_STATUSES = frozenset({"enabled", "webhook_callback_verification_pending"})
+# Twitch sends the challenge right after accepting the create call, possibly before our
+# create call has returned the id (PROTOCOL.md 3.2): the expectation must be recorded
+# first, and outlive a slow challenge (pyTwitchAPI#111 saw them 30 s late).
+EXPECTATION_TTL_SECONDS = 600
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    type: str
+    condition: tuple[tuple[str, str], ...]  # sorted, so equal conditions compare equal
+
+    @classmethod
+    def of(cls, sub_type: str, condition: dict[str, str]) -> Wanted:
+        return cls(sub_type, tuple(sorted(condition.items())))
+
+    @property
+    def condition_dict(self) -> dict[str, str]:
+        return dict(self.condition)
+
+    @property
+    def broadcaster_id(self) -> str | None:
+        return self.condition_dict.get("broadcaster_user_id")
+
+    def describe(self) -> str:
+        return f"{self.type} {' '.join(f'{k}={v}' for k, v in self.condition)}"
+
+
+def channel_subscriptions(broadcaster_id: str, bot_id: str | None) -> list[Wanted]:
+    """A connected channel's set (PROTOCOL.md 3.7); chat only once a bot is connected."""
+    wanted = [
+        Wanted.of(ONLINE, {"broadcaster_user_id": broadcaster_id}),
+        Wanted.of(OFFLINE, {"broadcaster_user_id": broadcaster_id}),
+    ]
+    if bot_id is not None:
+        wanted.append(Wanted.of(CHAT, {"broadcaster_user_id": broadcaster_id, "user_id": bot_id}))
+    return wanted
+
+
+def app_subscriptions(client_id: str) -> list[Wanted]:
+    return [Wanted.of(REVOKE, {"client_id": client_id})]
+
+
+def _expectation_key(sub_type: str, condition: dict[str, str]) -> str:
+    digest = hashlib.sha256(Wanted.of(sub_type, condition).describe().encode()).hexdigest()
+    return f"streamfold:eventsub:expected:{digest[:32]}"
+
+
+async def expect(redis: Redis | None, wanted: Wanted) -> None:
+    if redis is not None:
+        key = _expectation_key(wanted.type, wanted.condition_dict)
+        await redis.set(key, b"1", ex=EXPECTATION_TTL_SECONDS)
+
+
+async def is_expected(
+    session: AsyncSession, redis: Redis | None, subscription: WireSubscription
+) -> bool:
+    """Did we ask for this subscription? A pending create of the same type and condition,
+    or an id we recorded and that was not revoked."""
+    if redis is not None:
+        key = _expectation_key(subscription.type, subscription.condition)
+        if await redis.exists(key):
+            return True
+    known = await session.execute(
+        text("SELECT 1 FROM eventsub_subscriptions WHERE id = :id AND revoked_at IS NULL"),
+        {"id": subscription.id[:64]},
+    )
+    return known.first() is not None
+
+
+_RECORD_CREATED = text("""
+    INSERT INTO eventsub_subscriptions (id, type, version, condition, broadcaster_id, status)
+    VALUES (:id, :type, :version, CAST(:condition AS jsonb), :broadcaster_id, :status)
+    ON CONFLICT (id) DO UPDATE
+        -- the challenge may already have marked it enabled: never step back to pending
+        SET status = CASE WHEN eventsub_subscriptions.status = 'enabled'
+                               AND excluded.status = 'webhook_callback_verification_pending'
+                          THEN 'enabled' ELSE excluded.status END,
+            updated_at = now()
+""")
+
+
+async def record_listed(session: AsyncSession, subscription: Subscription) -> None:
+    await session.execute(
+        _RECORD_CREATED,
+        {
+            "id": subscription.id,
+            "type": subscription.type,
+            "version": subscription.version,
+            "condition": msgspec.json.encode(subscription.condition).decode(),
+            "broadcaster_id": subscription.condition.get("broadcaster_user_id"),
+            "status": subscription.status,
+        },
+    )
+
+
+async def forget(session: AsyncSession, subscription_ids: list[str]) -> None:
+    if subscription_ids:
+        await session.execute(
+            text("DELETE FROM eventsub_subscriptions WHERE id = ANY(:ids)"),
+            {"ids": subscription_ids},
+        )
+
+
+@dataclass
+class SyncReport:
+    created: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    kept: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.adopted or self.deleted)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "created": len(self.created),
+            "adopted": len(self.adopted),
+            "deleted": len(self.deleted),
+            "failed": len(self.failed),
+            "kept": self.kept,
+        }
+
+    def lines(self) -> list[str]:
+        out = [f"created  {d}" for d in self.created]
+        out += [f"adopted  {d}" for d in self.adopted]
+        out += [f"deleted  {d}" for d in self.deleted]
+        out += [f"FAILED   {d}" for d in self.failed]
+        out += [f"note     {n}" for n in self.notes]
+        out.append(
+            f"{len(self.created)} created, {len(self.adopted)} adopted, "
+            f"{len(self.deleted)} deleted, {self.kept} unchanged, {len(self.failed)} failed"
+        )
+        return out
+
+
+async def desired_subscriptions(
+    session: AsyncSession, settings: Settings, *, broadcaster_id: str | None = None
+) -> tuple[list[Wanted], list[str]]:
+    """What Twitch should have, from the database; plus notes on what is missing why."""
+    bot_id = await connected_bot_id(session)
+    query = "SELECT broadcaster_id FROM channels WHERE connected"
+    params: dict[str, str] = {}
+    if broadcaster_id is not None:
+        query += " AND broadcaster_id = :b"
+        params["b"] = broadcaster_id
+    channels = list((await session.execute(text(query + " ORDER BY 1"), params)).scalars())
+    wanted = (
+        [] if broadcaster_id is not None else app_subscriptions(settings.twitch_client_id or "")
+    )
+    for channel in channels:
+        wanted += channel_subscriptions(channel, bot_id)
+    notes = []
+    if bot_id is None and channels:
+        notes.append(
+            f"no bot account connected: chat is not subscribed for {len(channels)} channel(s);"
+            " sign in once at /auth/twitch/login?role=bot with the bot account"
+        )
+    return wanted, notes
+
+
+async def sync_subscriptions(
+    session: AsyncSession,
+    twitch: TwitchClient,
+    settings: Settings,
+    *,
+    broadcaster_id: str | None = None,
+) -> SyncReport:
+    """Make Twitch's subscriptions match ours (PROTOCOL.md 3.7): keep live ones, adopt on
+    409, replace failed or revoked ones, create missing ones, delete orphans. With
+    ``broadcaster_id``, only that channel's subscriptions are looked at.
+
+    Never deletes everything to start over: events would be lost meanwhile. Twitch being
+    unavailable raises ``TwitchUnavailable``; a refused create is reported, not raised.
+    """
+    wanted, notes = await desired_subscriptions(session, settings, broadcaster_id=broadcaster_id)
+    report = SyncReport(notes=notes)
+    listed = await twitch.list_subscriptions(user_id=broadcaster_id)
+    current = [s.id for s in listed]
+    callback = settings.callback_url
+    # Subscriptions with another callback belong to another deployment of the same client
+    # id (staging, a changed PUBLIC_BASE_URL): not ours to delete.
+    ours: dict[Wanted, list[Subscription]] = {}
+    for sub in listed:
+        if sub.transport.method == "webhook" and sub.transport.callback == callback:
+            ours.setdefault(Wanted.of(sub.type, sub.condition), []).append(sub)
+    for item in wanted:
+        existing = ours.pop(item, [])
+        live = sorted(
+            (s for s in existing if s.status in LIVE_STATUSES), key=lambda s: s.status != "enabled"
+        )
+        keep = live[0] if live else None
+        await _delete(session, twitch, [s for s in existing if s is not keep], report)
+        if keep is not None:
+            report.kept += 1
+            await record_listed(session, keep)
+            continue
+        if (new_id := await _create(session, twitch, settings, item, report)) is not None:
+            current.append(new_id)
+    await _delete(session, twitch, [s for subs in ours.values() for s in subs], report)
+    await _forget_unlisted(session, current, broadcaster_id)
+    return report
+
+
+async def _create(
+    session: AsyncSession,
+    twitch: TwitchClient,
+    settings: Settings,
+    item: Wanted,
+    report: SyncReport,
+) -> str | None:
+    secret = settings.eventsub_secret.get_secret_value() if settings.eventsub_secret else ""
+    await expect(twitch.redis, item)
+    try:
+        result = await twitch.create_subscription(
+            item.type, item.condition_dict, callback=settings.callback_url, secret=secret
+        )
+    except TwitchRejected as exc:
+        report.failed.append(f"{item.describe()}: Twitch {exc.twitch_status} {exc.twitch_message}")
+        return None
+    await record_listed(session, result.subscription)
+    (report.adopted if result.adopted else report.created).append(item.describe())
+    return result.subscription.id
+
+
+async def _delete(
+    session: AsyncSession, twitch: TwitchClient, subs: list[Subscription], report: SyncReport
+) -> None:
+    for sub in subs:
+        await twitch.delete_subscription(sub.id)  # 404: already gone, fine
+        report.deleted.append(f"{Wanted.of(sub.type, sub.condition).describe()} ({sub.status})")
+    await forget(session, [s.id for s in subs])
+
+
+async def _forget_unlisted(
+    session: AsyncSession, listed_ids: list[str], broadcaster_id: str | None
+) -> None:
+    """Rows for subscriptions Twitch no longer lists (deleted elsewhere, or long gone)."""
+    query = "DELETE FROM eventsub_subscriptions WHERE NOT (id = ANY(:ids))"
+    params: dict[str, object] = {"ids": listed_ids}
+    if broadcaster_id is not None:
+        query += " AND broadcaster_id = :b"
+        params["b"] = broadcaster_id
+    await session.execute(text(query), params)

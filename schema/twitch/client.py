@@ -51,7 +51,10 @@ class TwitchClient:
         transport: httpx.AsyncBaseTransport | None = None,
         **transport_options: Any,
     ) -> None:
+        self.settings = settings
         self.client_id = settings.twitch_client_id or ""
+        # Shared with the subscription manager for its pending-challenge expectations.
+        self.redis = redis
         secret = settings.twitch_client_secret
         self._client_secret = secret.get_secret_value() if secret is not None else ""
         self.api_base = settings.twitch_api_base or "https://api.twitch.tv/helix"

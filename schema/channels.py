@@ -1,0 +1,140 @@
+"""Connecting and disconnecting a channel, whoever asks: the OAuth callback, a revoked
+authorization, a refresh that failed as invalid, or the streamer (``DELETE
+/api/channels/{id}``). The caller owns the transaction; Twitch calls happen inside it,
+and Twitch being down never blocks a disconnect (the next sync deletes the leftovers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schema.logs import get_logger
+from schema.subscriptions import forget
+from schema.tables import Base
+from schema.tokens import TokenCipher, load_tokens, purge_tokens
+from schema.twitch.client import TwitchClient
+from schema.twitch.errors import TwitchError
+
+log = get_logger("schema.channels")
+
+# Tables of per-channel aggregates that ``purge`` deletes: every table keyed by
+# broadcaster_id except the channel itself and our subscription records (handled apart).
+_KEEP = {"channels", "eventsub_subscriptions"}
+AGGREGATE_TABLES = tuple(
+    sorted(
+        t.name
+        for t in Base.metadata.sorted_tables
+        if "broadcaster_id" in t.c and t.name not in _KEEP
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    broadcaster_id: str
+    was_connected: bool
+    subscriptions_deleted: int
+    # True when Twitch could not be reached: the subscriptions are left for the next sync.
+    subscriptions_pending: bool
+    purged: bool
+
+
+async def connect_channel(
+    session: AsyncSession, broadcaster_id: str, login: str, display_name: str
+) -> None:
+    await session.execute(
+        text("""
+            INSERT INTO channels (broadcaster_id, login, display_name, connected, connected_at)
+            VALUES (:id, :login, :name, true, now())
+            ON CONFLICT (broadcaster_id) DO UPDATE
+                SET login = excluded.login, display_name = excluded.display_name,
+                    connected = true, connected_at = now(), disconnected_at = NULL
+        """),
+        {"id": broadcaster_id, "login": login, "name": display_name},
+    )
+
+
+async def end_user_sessions(session: AsyncSession, user_id: str) -> None:
+    """Sign a user out everywhere. The same statement as ``receiver.identity.
+    end_sessions_of``, which the worker may not import (STYLE.md: three rooms)."""
+    await session.execute(
+        text("UPDATE login_sessions SET ended_at = now() WHERE user_id = :u AND ended_at IS NULL"),
+        {"u": user_id},
+    )
+
+
+async def disconnect_channel(
+    session: AsyncSession,
+    twitch: TwitchClient,
+    broadcaster_id: str,
+    *,
+    purge: bool,
+    revoke_at_twitch: bool = True,
+) -> Disconnected:
+    """The channel stops: marked disconnected, its subscriptions deleted at Twitch, its
+    tokens revoked and purged; its aggregates deleted too only when ``purge``."""
+    updated = await session.execute(
+        text("""UPDATE channels SET connected = false, disconnected_at = :at
+                WHERE broadcaster_id = :id AND connected RETURNING 1"""),
+        {"id": broadcaster_id, "at": datetime.now(UTC)},
+    )
+    was_connected = updated.first() is not None
+    if revoke_at_twitch:
+        await _revoke_tokens(session, twitch, broadcaster_id)
+    await purge_tokens(session, broadcaster_id)
+    deleted, pending = await delete_channel_subscriptions(session, twitch, broadcaster_id)
+    if purge:
+        for table in AGGREGATE_TABLES:
+            await session.execute(
+                text(f"DELETE FROM {table} WHERE broadcaster_id = :id"),  # noqa: S608 - names from metadata
+                {"id": broadcaster_id},
+            )
+    log.info(
+        "channel.disconnected",
+        broadcaster_id=broadcaster_id,
+        was_connected=was_connected,
+        subscriptions_deleted=deleted,
+        subscriptions_pending=pending,
+        purged=purge,
+    )
+    return Disconnected(broadcaster_id, was_connected, deleted, pending, purge)
+
+
+async def delete_channel_subscriptions(
+    session: AsyncSession, twitch: TwitchClient, broadcaster_id: str
+) -> tuple[int, bool]:
+    """Delete every subscription naming the channel, at Twitch and in our records.
+    Returns (deleted, pending): pending when Twitch could not be reached."""
+    try:
+        listed = await twitch.list_subscriptions(user_id=broadcaster_id)
+        ours = [s for s in listed if s.condition.get("broadcaster_user_id") == broadcaster_id]
+        deleted = 0
+        for sub in ours:
+            deleted += int(await twitch.delete_subscription(sub.id))
+    except TwitchError as exc:
+        log.warning(
+            "channel.subscriptions_not_deleted", broadcaster_id=broadcaster_id, error=exc.code
+        )
+        return 0, True
+    await forget(session, [s.id for s in ours])
+    await session.execute(
+        text("DELETE FROM eventsub_subscriptions WHERE broadcaster_id = :id"),
+        {"id": broadcaster_id},
+    )
+    return deleted, False
+
+
+async def _revoke_tokens(session: AsyncSession, twitch: TwitchClient, user_id: str) -> None:
+    """Tell Twitch to forget the token (PROTOCOL.md 5.8); best effort, it may be dead."""
+    if not twitch.settings.fernet_keys:
+        return
+    try:
+        stored = await load_tokens(session, TokenCipher(twitch.settings.fernet_keys), user_id)
+        if stored is not None:
+            await twitch.revoke(stored.access_token)
+    except TwitchError as exc:
+        log.info("channel.token_not_revoked", user_id=user_id, error=exc.code)
