@@ -15,8 +15,10 @@ log = get_logger("receiver.errors")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 
-def error_response(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
 async def streamfold_error(request: Request, exc: Exception) -> Response:
@@ -27,7 +29,8 @@ async def streamfold_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    # Keep Starlette's headers: a 405 must say which methods are allowed (Allow).
+    return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
