@@ -158,6 +158,9 @@ class TwitchStandin:
         self.token_grants: dict[str, int] = {}
         self.challenges: list[dict[str, Any]] = []  # what each verification attempt saw
         self._tasks: set[asyncio.Task[None]] = set()
+        # Set to hold Get Streams answers until the test releases them (overlapping runs).
+        self.streams_gate: asyncio.Event | None = None
+        self.refused_by_bucket = 0  # 429s the bucket answered (not injected ones)
         self.app = Starlette(
             routes=[
                 Route("/oauth2/authorize", self.authorize),
@@ -358,6 +361,7 @@ class TwitchStandin:
         allowed, headers = self.bucket.take(time.time())
         request.state.ratelimit = headers
         if not allowed:
+            self.refused_by_bucket += 1
             return _error(429, "Too Many Requests", headers)
         return None
 
@@ -416,6 +420,8 @@ class TwitchStandin:
     async def helix_streams(self, request: Request) -> Response:
         if (refused := self._helix_gate(request)) is not None:
             return refused
+        if self.streams_gate is not None:
+            await self.streams_gate.wait()
         ids = request.query_params.getlist("user_id")
         if len(ids) > 100:
             return _error(400, "at most 100 user_id")
