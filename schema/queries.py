@@ -33,16 +33,27 @@ class ChatTotals:
     unique_chatters: int
 
 
+# Messages of whole hours come from ``channel_hours`` (one row an hour); distinct chatters
+# from a hashed UNION of ``chatter_hours`` and the edge messages, which PostgreSQL answers
+# from the primary key and the (broadcaster_id, sent_at) index.
 _CHAT_TOTALS = text("""
-    SELECT coalesce(sum(n), 0) AS messages, count(DISTINCT chatter_id) AS chatters FROM (
-        SELECT chatter_id, messages AS n FROM chatter_hours
-        WHERE broadcaster_id = :b AND hour >= :full_from AND hour < :full_to
-        UNION ALL
-        SELECT chatter_id, 1 FROM chat_messages
-        WHERE broadcaster_id = :b AND (
-            (sent_at >= :since AND sent_at < :head_to)
-            OR (sent_at >= :tail_from AND sent_at < :until))
-    ) AS x
+    SELECT
+        (SELECT coalesce(sum(chat_messages), 0) FROM channel_hours
+         WHERE broadcaster_id = :b AND hour >= :full_from AND hour < :full_to)
+        + (SELECT count(*) FROM chat_messages
+           WHERE broadcaster_id = :b AND sent_at >= :since AND sent_at < :head_to)
+        + (SELECT count(*) FROM chat_messages
+           WHERE broadcaster_id = :b AND sent_at >= :tail_from AND sent_at < :until) AS messages,
+        (SELECT count(*) FROM (
+            SELECT chatter_id FROM chatter_hours
+            WHERE broadcaster_id = :b AND hour >= :full_from AND hour < :full_to
+            UNION
+            SELECT chatter_id FROM chat_messages
+            WHERE broadcaster_id = :b AND sent_at >= :since AND sent_at < :head_to
+            UNION
+            SELECT chatter_id FROM chat_messages
+            WHERE broadcaster_id = :b AND sent_at >= :tail_from AND sent_at < :until
+        ) AS x) AS chatters
 """)
 
 
@@ -97,30 +108,75 @@ class SessionRow:
     chat_complete: bool
 
 
+# One round trip for a whole page: the page is cut first (keyset on (started_at, id), index
+# (broadcaster_id, started_at)), then each session's viewer samples and exact chat totals
+# are read beside it, split like ``chat_totals``: whole hours from ``chatter_hours``, the
+# partial hours at both ends from ``chat_messages``. Samples are bounded in time so the
+# primary key (broadcaster_id, sampled_at) finds them; the hour of slack after the end keeps
+# the samples Helix still reports for a stream shortly after it went offline.
 _SESSIONS = text("""
-    SELECT s.id, s.broadcaster_id, s.started_at, s.ended_at, s.started_by, s.ended_by,
-           coalesce(s.title, v.title) AS title, coalesce(s.game_name, v.game_name) AS game_name,
-           v.peak, v.avg, v.watched,
+    WITH page AS MATERIALIZED (
+        SELECT s.id, s.broadcaster_id, s.started_at, s.ended_at, s.started_by, s.ended_by,
+               s.title, s.game_name,
+               greatest(coalesce(s.ended_at, :now), s.started_at) AS stop
+        FROM stream_sessions s
+        WHERE s.broadcaster_id = :b AND s.started_at < :until
+          AND coalesce(s.ended_at, 'infinity') > :since
+          AND (CAST(:before_start AS timestamptz) IS NULL
+               OR (s.started_at, s.id)
+                  < (CAST(:before_start AS timestamptz), CAST(:before_id AS text)))
+        ORDER BY s.started_at DESC, s.id DESC
+        LIMIT :limit
+    ), edges AS (
+        SELECT p.*,
+               CASE WHEN date_trunc('hour', p.started_at, 'UTC') = p.started_at
+                    THEN p.started_at
+                    ELSE date_trunc('hour', p.started_at, 'UTC') + interval '1 hour'
+               END AS full_from,
+               date_trunc('hour', p.stop, 'UTC') AS full_to
+        FROM page p
+    ), spans AS (
+        SELECT e.*,
+               CASE WHEN e.full_from < e.full_to THEN e.full_from ELSE e.stop END AS head_to,
+               CASE WHEN e.full_from < e.full_to THEN e.full_to ELSE e.stop END AS tail_from
+        FROM edges e
+    )
+    SELECT sp.id, sp.broadcaster_id, sp.started_at, sp.ended_at, sp.stop,
+           sp.started_by, sp.ended_by,
+           coalesce(sp.title, v.title) AS title, coalesce(sp.game_name, v.game_name) AS game_name,
+           v.peak, v.avg, v.watched, c.messages, c.chatters,
            NOT EXISTS (
                SELECT 1 FROM chat_gaps g
-               WHERE (g.broadcaster_id = s.broadcaster_id OR g.broadcaster_id IS NULL)
-                 AND g.started_at < coalesce(s.ended_at, :now)
-                 AND coalesce(g.ended_at, 'infinity') > s.started_at
+               WHERE (g.broadcaster_id = sp.broadcaster_id OR g.broadcaster_id IS NULL)
+                 AND g.started_at < sp.stop
+                 AND coalesce(g.ended_at, 'infinity') > sp.started_at
            ) AS chat_complete
-    FROM stream_sessions s
+    FROM spans sp
     LEFT JOIN LATERAL (
         SELECT max(viewer_count) AS peak, avg(viewer_count)::float AS avg,
                (sum(viewer_count::bigint * interval_seconds) / 3600.0)::float AS watched,
                (array_agg(title ORDER BY sampled_at DESC))[1] AS title,
                (array_agg(game_name ORDER BY sampled_at DESC))[1] AS game_name
-        FROM viewer_samples WHERE broadcaster_id = s.broadcaster_id AND stream_id = s.id
+        FROM viewer_samples
+        WHERE broadcaster_id = sp.broadcaster_id AND stream_id = sp.id
+          AND sampled_at >= sp.started_at AND sampled_at < sp.stop + interval '1 hour'
     ) v ON true
-    WHERE s.broadcaster_id = :b AND s.started_at < :until
-      AND coalesce(s.ended_at, 'infinity') > :since
-      AND (CAST(:before_start AS timestamptz) IS NULL
-           OR (s.started_at, s.id) < (CAST(:before_start AS timestamptz), CAST(:before_id AS text)))
-    ORDER BY s.started_at DESC, s.id DESC
-    LIMIT :limit
+    LEFT JOIN LATERAL (
+        SELECT coalesce(sum(n), 0) AS messages, count(DISTINCT chatter_id) AS chatters FROM (
+            SELECT chatter_id, messages AS n FROM chatter_hours
+            WHERE broadcaster_id = sp.broadcaster_id
+              AND hour >= sp.full_from AND hour < sp.full_to
+            UNION ALL
+            SELECT chatter_id, 1 FROM chat_messages
+            WHERE broadcaster_id = sp.broadcaster_id
+              AND sent_at >= sp.started_at AND sent_at < sp.head_to
+            UNION ALL
+            SELECT chatter_id, 1 FROM chat_messages
+            WHERE broadcaster_id = sp.broadcaster_id
+              AND sent_at >= sp.tail_from AND sent_at < sp.stop
+        ) AS x
+    ) c ON true
+    ORDER BY sp.started_at DESC, sp.id DESC
 """)
 
 
@@ -150,30 +206,26 @@ async def sessions(
             },
         )
     ).all()
-    result = []
-    for r in rows:
-        end = r.ended_at or now
-        chat = await chat_totals(session, broadcaster_id, r.started_at, end)
-        result.append(
-            SessionRow(
-                id=r.id,
-                broadcaster_id=r.broadcaster_id,
-                started_at=r.started_at,
-                ended_at=r.ended_at,
-                duration_seconds=max(0, int((end - r.started_at).total_seconds())),
-                chat_messages=chat.chat_messages,
-                unique_chatters=chat.unique_chatters,
-                peak_viewers=r.peak,
-                avg_viewers=r.avg,
-                hours_watched=r.watched,
-                title=r.title,
-                game_name=r.game_name,
-                started_by=r.started_by,
-                ended_by=r.ended_by,
-                chat_complete=bool(r.chat_complete),
-            )
+    return [
+        SessionRow(
+            id=r.id,
+            broadcaster_id=r.broadcaster_id,
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+            duration_seconds=int((r.stop - r.started_at).total_seconds()),
+            chat_messages=int(r.messages),
+            unique_chatters=int(r.chatters),
+            peak_viewers=r.peak,
+            avg_viewers=r.avg,
+            hours_watched=r.watched,
+            title=r.title,
+            game_name=r.game_name,
+            started_by=r.started_by,
+            ended_by=r.ended_by,
+            chat_complete=bool(r.chat_complete),
         )
-    return result
+        for r in rows
+    ]
 
 
 # -- hourly rows --------------------------------------------------------------------------

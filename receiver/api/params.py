@@ -1,0 +1,255 @@
+"""Query and path parameters of the JSON API: parsed and checked here, in pure functions.
+
+Each ``QueryGroup`` documents the query parameters it reads (for ``/openapi.json``) and
+parses them into one typed value; a bad value raises ``InvalidParameter`` naming the
+parameter, which leaves as a 422 JSON error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, Literal, TypeVar
+
+from schema.errors import InvalidParameter
+
+T = TypeVar("T")
+
+WINDOWS = {
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+}
+DEFAULT_WINDOW = WINDOWS["7d"]
+# A year and a day: enough for "last year" views, small enough that one request stays cheap.
+MAX_WINDOW = timedelta(days=366)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?P<fraction>\.\d{1,9})?(?P<zone>[Zz]|[+-]\d{2}:\d{2})"
+)
+BROADCASTER_ID_PATTERN = r"^[0-9]{1,64}$"
+_BROADCASTER_ID = re.compile(BROADCASTER_ID_PATTERN)
+TOKEN_ID_PATTERN = r"^[1-9][0-9]{0,17}$"  # noqa: S105 - a pattern, not a secret
+_TOKEN_ID = re.compile(TOKEN_ID_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One documented query parameter (an OpenAPI parameter object, minus ``in``)."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What parameters are parsed from: the query string, the Accept header, the time."""
+
+    query: Mapping[str, str]
+    accept: str
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QueryGroup(Generic[T]):
+    """Query parameters read together into one value, e.g. since/until/window -> Window."""
+
+    key: str
+    params: tuple[Param, ...]
+    parse: Callable[[Inputs], T]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    since: datetime
+    until: datetime
+
+
+def parse_instant(name: str, raw: str) -> datetime:
+    """An RFC 3339 instant with a zone, as aware UTC. A '+' that arrived unescaped in a
+    query string reads as a space; it is taken back as '+'."""
+    value = raw.strip().replace(" ", "+")
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise InvalidParameter(name, "must be an RFC 3339 instant such as 2024-05-04T12:00:00Z")
+    fraction = match.group("fraction") or ""
+    value = value.replace(fraction, fraction[:7], 1) if fraction else value  # microseconds
+    try:
+        parsed = datetime.fromisoformat(value.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidParameter(name, "is not a valid date and time") from None
+    if not EARLIEST <= parsed < LATEST:
+        raise InvalidParameter(name, "must be between 2000-01-01 and 2200-01-01")
+    return parsed
+
+
+def parse_window(inputs: Inputs) -> Window:
+    """``since``/``until`` (default: the 7 days up to now), or ``window`` up to ``until``."""
+    query = inputs.query
+    window = query.get("window")
+    until = parse_instant("until", query["until"]) if "until" in query else inputs.now
+    if window is not None:
+        if window not in WINDOWS:
+            raise InvalidParameter("window", f"must be one of {', '.join(WINDOWS)}")
+        if "since" in query:
+            raise InvalidParameter("window", "give either window or since, not both")
+        return Window(until - WINDOWS[window], until)
+    since = parse_instant("since", query["since"]) if "since" in query else until - DEFAULT_WINDOW
+    if since >= until:
+        raise InvalidParameter("since", "must be before until")
+    if until - since > MAX_WINDOW:
+        raise InvalidParameter("since", "the window may span at most 366 days")
+    return Window(since, until)
+
+
+def parse_limit(inputs: Inputs) -> int:
+    query = inputs.query
+    raw = query.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidParameter("limit", f"must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def encode_cursor(started_at: datetime, session_id: str) -> str:
+    """Opaque to clients: the keyset (start, id) of the last session of a page."""
+    raw = json.dumps([started_at.astimezone(UTC).isoformat(), session_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_cursor(inputs: Inputs) -> tuple[datetime, str] | None:
+    query = inputs.query
+    raw = query.get("cursor")
+    if raw is None:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        started_raw, session_id = decoded
+        started_at = datetime.fromisoformat(started_raw)
+        if not isinstance(session_id, str) or not 0 < len(session_id) <= 64:
+            raise ValueError(session_id)
+        if started_at.tzinfo is None:
+            raise ValueError(started_raw)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidParameter("cursor", "not a cursor this API returned in next") from None
+    return started_at.astimezone(UTC), session_id
+
+
+Format = Literal["json", "csv"]
+
+
+def parse_format(inputs: Inputs) -> Format:
+    """``?format=`` wins; else CSV when the Accept header asks for text/csv."""
+    query = inputs.query
+    raw = query.get("format")
+    if raw is None:
+        return "csv" if "text/csv" in inputs.accept.lower() else "json"
+    if raw not in ("json", "csv"):
+        raise InvalidParameter("format", "must be json or csv")
+    return "csv" if raw == "csv" else "json"
+
+
+def parse_granularity(inputs: Inputs) -> Literal["hour", "day"]:
+    query = inputs.query
+    raw = query.get("granularity", "day")
+    if raw not in ("hour", "day"):
+        raise InvalidParameter("granularity", "must be hour or day")
+    return "hour" if raw == "hour" else "day"
+
+
+def parse_purge(inputs: Inputs) -> bool:
+    query = inputs.query
+    raw = query.get("purge", "false")
+    if raw not in ("true", "false"):
+        raise InvalidParameter("purge", "must be true or false")
+    return raw == "true"
+
+
+def broadcaster_id(raw: str) -> str:
+    if not _BROADCASTER_ID.fullmatch(raw):
+        raise InvalidParameter("broadcaster_id", "must be a Twitch user id (1-64 digits)")
+    return raw
+
+
+def token_id(raw: str) -> int:
+    if not _TOKEN_ID.fullmatch(raw):
+        raise InvalidParameter("token_id", "must be a positive integer")
+    return int(raw)
+
+
+_INSTANT = {"type": "string", "format": "date-time"}
+
+WINDOW: QueryGroup[Window] = QueryGroup(
+    "window",
+    (
+        Param("since", _INSTANT, "Start of the window, RFC 3339 (default: until minus 7 days)."),
+        Param("until", _INSTANT, "End of the window, exclusive, RFC 3339 (default: now)."),
+        Param(
+            "window",
+            {"type": "string", "enum": list(WINDOWS)},
+            "A window ending at until (default now), instead of since.",
+        ),
+    ),
+    parse_window,
+)
+LIMIT: QueryGroup[int] = QueryGroup(
+    "limit",
+    (
+        Param(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+            "Sessions per page.",
+        ),
+    ),
+    parse_limit,
+)
+CURSOR: QueryGroup[tuple[datetime, str] | None] = QueryGroup(
+    "cursor",
+    (Param("cursor", {"type": "string"}, "The next value of the previous page."),),
+    parse_cursor,
+)
+FORMAT: QueryGroup[Format] = QueryGroup(
+    "format",
+    (
+        Param(
+            "format",
+            {"type": "string", "enum": ["json", "csv"]},
+            "csv for a streamed CSV with a header row (or send Accept: text/csv).",
+        ),
+    ),
+    parse_format,
+)
+GRANULARITY: QueryGroup[Literal["hour", "day"]] = QueryGroup(
+    "granularity",
+    (
+        Param(
+            "granularity",
+            {"type": "string", "enum": ["hour", "day"], "default": "day"},
+            "Group the statistics per UTC hour or per UTC day.",
+        ),
+    ),
+    parse_granularity,
+)
+PURGE: QueryGroup[bool] = QueryGroup(
+    "purge",
+    (
+        Param(
+            "purge",
+            {"type": "string", "enum": ["true", "false"], "default": "false"},
+            "true also deletes every session, hourly row and chat record of the channel.",
+        ),
+    ),
+    parse_purge,
+)

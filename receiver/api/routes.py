@@ -1,0 +1,115 @@
+"""The route table of the JSON API: every operation, its access rule, parameters and shapes.
+
+``api_routes()`` serves it and ``receiver/api/openapi.py`` documents it, both from
+``OPERATIONS``; add an operation here and it is routed, guarded and documented.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from receiver.api import access, channels, hourly, me, sessions, shapes, summary, tokens, viewers
+from receiver.api import params as p
+from receiver.api.endpoint import Operation, routes_of
+from receiver.api.openapi import openapi_route
+
+CHANNEL = "/api/channels/{broadcaster_id}"
+CHANNEL_ERRORS = (401, 403, 404, 422)
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "GET",
+        "/api/me",
+        me.whoami,
+        access.SIGNED_IN,
+        "Who am I: user, roles and the channels I may read",
+        shapes.Me,
+        errors=(401,),
+    ),
+    Operation(
+        "GET",
+        f"{CHANNEL}/sessions",
+        sessions.list_sessions,
+        access.CHANNEL_READER,
+        "Stream sessions overlapping the window, newest first, cursor-paginated",
+        shapes.SessionPage,
+        queries=(p.WINDOW, p.LIMIT, p.CURSOR, p.FORMAT),
+        csv=shapes.Session,
+        errors=CHANNEL_ERRORS,
+    ),
+    Operation(
+        "GET",
+        f"{CHANNEL}/hourly",
+        hourly.list_hours,
+        access.CHANNEL_READER,
+        "Hourly rows (UTC) of the window that saw live time, chat or viewer samples",
+        shapes.Hourly,
+        queries=(p.WINDOW, p.FORMAT),
+        csv=shapes.HourRow,
+        errors=CHANNEL_ERRORS,
+    ),
+    Operation(
+        "GET",
+        f"{CHANNEL}/summary",
+        summary.channel_summary,
+        access.CHANNEL_READER,
+        "Totals over the window; unique_chatters is exact over the whole window",
+        shapes.Summary,
+        queries=(p.WINDOW,),
+        errors=CHANNEL_ERRORS,
+    ),
+    Operation(
+        "DELETE",
+        CHANNEL,
+        channels.disconnect,
+        access.CHANNEL_OWNER,
+        "Disconnect my channel (subscriptions and tokens go); purge=true deletes its data",
+        shapes.Disconnected,
+        queries=(p.PURGE,),
+        errors=CHANNEL_ERRORS,
+    ),
+    Operation(
+        "GET",
+        "/api/viewers/me/stats",
+        viewers.my_stats,
+        access.SIGNED_IN,
+        "My own chat statistics per channel and UTC hour or day",
+        shapes.ViewerStats,
+        queries=(p.WINDOW, p.GRANULARITY),
+        errors=(401, 422),
+    ),
+    Operation(
+        "GET",
+        "/api/tokens",
+        tokens.list_tokens,
+        access.BROWSER_SESSION,
+        "My API tokens (never the secrets themselves)",
+        shapes.TokenList,
+        errors=(401, 403),
+    ),
+    Operation(
+        "POST",
+        "/api/tokens",
+        tokens.create_token,
+        access.BROWSER_SESSION,
+        "Create an API token; the response shows the secret this once",
+        shapes.CreatedToken,
+        status=201,
+        body=shapes.TokenRequest,
+        errors=(401, 403, 409, 413, 422),
+    ),
+    Operation(
+        "DELETE",
+        "/api/tokens/{token_id}",
+        tokens.revoke_token,
+        access.BROWSER_SESSION,
+        "Revoke one of my API tokens",
+        None,
+        status=204,
+        errors=(401, 403, 404, 422),
+    ),
+)
+
+
+def api_routes() -> list[Route]:
+    return [*routes_of(OPERATIONS), openapi_route(OPERATIONS)]

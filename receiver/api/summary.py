@@ -1,0 +1,35 @@
+"""GET /api/channels/{broadcaster_id}/summary: totals over a window.
+
+``unique_chatters`` is exact over the whole window (``schema/queries.chat_totals``),
+never a sum of hourly figures.
+"""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from receiver.api import params, render, shapes
+from receiver.api.endpoint import Call
+from schema import queries
+
+
+async def channel_summary(call: Call) -> Response:
+    window = call.arg(params.WINDOW)
+    broadcaster_id = call.broadcaster_id or ""
+    total = await queries.summary(
+        call.session, broadcaster_id, window.since, window.until, now=call.now
+    )
+    return render.json_response(
+        shapes.Summary(
+            broadcaster_id=broadcaster_id,
+            since=window.since,
+            until=window.until,
+            hours_streamed=total.hours_streamed,
+            sessions=total.sessions,
+            chat_messages=total.chat_messages,
+            unique_chatters=total.unique_chatters,
+            avg_viewers=total.avg_viewers,
+            peak_viewers=total.peak_viewers,
+            hours_watched=total.hours_watched,
+        )
+    )
