@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from receiver import oauth
 from receiver.api.cors import ApiCors
 from receiver.api.routes import api_routes
 from receiver.context import Context
@@ -18,9 +19,11 @@ from receiver.eventsub import callback
 from receiver.health import healthz, readyz
 from receiver.metrics import metrics
 from receiver.queue import NotificationQueue, connect_redis
+from receiver.startup import start_app_subscriptions
 from schema.db import create_engine, create_sessionmaker
 from schema.logs import get_logger
 from schema.settings import Settings
+from schema.twitch import TwitchClient
 
 log = get_logger("receiver.app")
 
@@ -36,6 +39,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url or "")
         redis = connect_redis(settings.redis_url or "")
+        twitch = TwitchClient(settings, redis)
         app.state.ctx = Context(
             settings=settings,
             engine=engine,
@@ -43,16 +47,24 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             redis=redis,
             queue=NotificationQueue(redis, settings.queue_name),
             clock=clock,
+            twitch=twitch,
         )
         await _warn_if_redis_may_evict(redis)
+        ensure = start_app_subscriptions(app.state.ctx)
         try:
             yield
         finally:
+            if ensure is not None:
+                ensure.cancel()
+            await twitch.aclose()
             await redis.aclose()
             await engine.dispose()
 
     routes = [
         Route("/eventsub/callback", callback, methods=["POST"]),
+        Route("/auth/twitch/login", oauth.login),
+        Route("/auth/twitch/callback", oauth.callback),
+        Route("/auth/logout", oauth.logout, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

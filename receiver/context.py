@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from receiver.queue import NotificationQueue
 from schema.settings import Settings
+from schema.twitch import TwitchClient
 
 
 @dataclass(slots=True)
@@ -21,3 +22,4 @@ class Context:
     redis: ArqRedis
     queue: NotificationQueue
     clock: Callable[[], datetime]
+    twitch: TwitchClient | None = None

@@ -21,6 +21,7 @@ from receiver.refusals import note_refusal
 from receiver.signature import check_fresh, verify
 from schema.errors import (
     BadRequest,
+    Forbidden,
     MalformedHeaders,
     PayloadTooLarge,
     QueueUnavailable,
@@ -35,7 +36,7 @@ from schema.events import (
     revocation_decoder,
 )
 from schema.logs import get_logger
-from schema.subscriptions import record_revocation, record_verified
+from schema.subscriptions import is_expected, record_revocation, record_verified
 
 log = get_logger("receiver.eventsub")
 
@@ -173,6 +174,15 @@ def _subscription(decoder: msgspec.json.Decoder, body: bytes) -> tuple[object, W
 async def _verification(ctx: Context, body: bytes) -> Response:
     decoded, subscription = _subscription(challenge_decoder, body)
     async with ctx.sessions.begin() as session:
+        # Only subscriptions we asked for: a pending create of this type and condition
+        # (the challenge can beat our create call's answer) or an id we recorded.
+        if not await is_expected(session, ctx.redis, subscription):
+            log.warning(
+                "eventsub.challenge_refused",
+                subscription_id=subscription.id,
+                subscription_type=subscription.type,
+            )
+            raise Forbidden("challenge for a subscription streamfold did not request")
         await record_verified(session, subscription)
     log.info(
         "eventsub.challenge_answered",

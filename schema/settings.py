@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     queue_name: str = "arq:queue"
     operator_user_ids: str = ""
+    # Ensure the app-wide user.authorization.revoke subscription when the receiver starts.
+    eventsub_ensure_at_startup: bool = True
     # Origins of frontends allowed to call /api/* with credentials (comma-separated).
     cors_allowed_origins: str = ""
     # Reconciliation closes a session on Helix's word only once it is this old: Helix

@@ -315,3 +315,25 @@ async def _forget_unlisted(
         query += " AND broadcaster_id = :b"
         params["b"] = broadcaster_id
     await session.execute(text(query), params)
+
+
+async def ensure_app_subscriptions(
+    session: AsyncSession, twitch: TwitchClient, settings: Settings
+) -> SyncReport:
+    """The app-wide subscriptions (``user.authorization.revoke``), created if missing."""
+    report = SyncReport()
+    for item in app_subscriptions(settings.twitch_client_id or ""):
+        listed = await twitch.list_subscriptions(type=item.type)
+        live = [
+            s
+            for s in listed
+            if Wanted.of(s.type, s.condition) == item
+            and s.status in LIVE_STATUSES
+            and s.transport.callback == settings.callback_url
+        ]
+        if live:
+            report.kept += 1
+            await record_listed(session, live[0])
+        else:
+            await _create(session, twitch, settings, item, report)
+    return report

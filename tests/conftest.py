@@ -116,6 +116,8 @@ def settings(database_url: str, redis_url: str, queue_name: str) -> Settings:
         twitch_client_secret="test-client-secret",
         queue_name=queue_name,
         log_format="console",
+        # Twitch is unreachable from tests; tests that want it point at the stand-in.
+        eventsub_ensure_at_startup=False,
     )
 
 
@@ -169,9 +171,10 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Run an ASGI app under a real uvicorn server on a free port; yield its base URL."""
-    port = free_port()
+async def serve(app: Any, *, port: int | None = None) -> AsyncIterator[str]:
+    """Run an ASGI app under a real uvicorn server (on a free port unless ``port`` is
+    given, e.g. when the app must know its own URL); yield its base URL."""
+    port = port or free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
     )

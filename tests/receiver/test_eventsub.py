@@ -49,6 +49,12 @@ async def test_signed_notification_is_queued_and_answered_204(
 async def test_challenge_is_answered_with_the_exact_bytes_as_text_plain(
     receiver: httpx.AsyncClient, clock: Clock, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
+    async with sessions.begin() as session:  # created by us, awaiting its challenge
+        await session.execute(
+            text("""INSERT INTO eventsub_subscriptions (id, type, version, condition, status)
+                    VALUES ('sub-1', 'stream.online', '1', '{"broadcaster_user_id": "1337"}',
+                            'webhook_callback_verification_pending')""")
+        )
     body = challenge_body(
         "pogchamp-kappa-360noscope-vohiyo",
         "stream.online",
