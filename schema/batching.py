@@ -24,13 +24,20 @@ class GroupWriter(Generic[T]):
         write: Callable[[list[T]], Awaitable[None]],
         *,
         max_batch: int,
+        linger: float = 0.0,
         isolate: Callable[[BaseException], bool] = lambda exc: False,
     ) -> None:
         """``write`` must write all items or none. When it fails and ``isolate(exc)`` says
         the failure may belong to one item (bad data, not an outage), each item is
-        written again on its own so one poison item cannot fail its neighbours."""
+        written again on its own so one poison item cannot fail its neighbours.
+
+        ``linger`` seconds: when a write starts from idle, wait this long first so that
+        items arriving at a steady rate share it. Under heavy load the writer is never
+        idle and this costs nothing; under moderate load it trades a few milliseconds
+        per caller for far fewer, larger writes."""
         self._write = write
         self._max_batch = max_batch
+        self._linger = linger
         self._isolate = isolate
         self._pending: list[tuple[T, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -46,6 +53,8 @@ class GroupWriter(Generic[T]):
     async def _flush(self) -> None:
         batch: list[tuple[T, asyncio.Future[None]]] = []
         try:
+            if self._linger > 0:
+                await asyncio.sleep(self._linger)
             while self._pending:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]

@@ -1,0 +1,65 @@
+"""GroupWriter: concurrent callers share writes, each told its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from schema.batching import GroupWriter
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.writes: list[list[int]] = []
+
+    async def write(self, items: list[int]) -> None:
+        self.writes.append(list(items))
+        await asyncio.sleep(0)
+
+
+async def test_callers_arriving_during_the_linger_share_one_write() -> None:
+    recorder = Recorder()
+    writer = GroupWriter(recorder.write, max_batch=100, linger=0.05)
+
+    async def late(item: int) -> None:
+        await asyncio.sleep(0.01 * item)  # staggered, all inside the linger
+        await writer.submit(item)
+
+    await asyncio.gather(*(late(i) for i in range(4)))
+    assert recorder.writes == [[0, 1, 2, 3]]
+
+
+async def test_without_linger_a_lone_caller_is_written_at_once() -> None:
+    recorder = Recorder()
+    writer = GroupWriter(recorder.write, max_batch=100)
+    await writer.submit(1)
+    await writer.submit(2)
+    assert recorder.writes == [[1], [2]]
+
+
+async def test_max_batch_splits_and_failures_reach_every_caller_of_the_batch() -> None:
+    calls: list[list[int]] = []
+
+    async def write(items: list[int]) -> None:
+        calls.append(items)
+        if 3 in items:
+            raise OSError("down")
+
+    writer = GroupWriter(write, max_batch=2, linger=0.01)
+    results = await asyncio.gather(*(writer.submit(i) for i in range(4)), return_exceptions=True)
+    assert calls == [[0, 1], [2, 3]]
+    assert results[:2] == [None, None]
+    assert all(isinstance(r, OSError) for r in results[2:])
+
+
+async def test_stopping_during_the_linger_tells_callers_it_was_not_written() -> None:
+    recorder = Recorder()
+    writer = GroupWriter(recorder.write, max_batch=100, linger=10)
+    caller = asyncio.create_task(writer.submit(1))
+    await asyncio.sleep(0.01)
+    assert writer._flusher is not None
+    writer._flusher.cancel()
+    with pytest.raises(ConnectionAbortedError):
+        await caller
+    assert recorder.writes == []
