@@ -6,7 +6,8 @@ Helix cannot give lost chat back, so a gap is only ever marked, never repaired. 
 state comes from ``eventsub_subscriptions``, which the receiver updates on challenges and
 revocations and the subscription sync updates from Twitch's list. A gap starts at the
 revocation when we know it, else when we first noticed, and ends when a run sees the
-subscription enabled again (a run's interval late at most: gaps err on the long side).
+subscription enabled again, at the time its row last changed to enabled (the challenge
+answer), which a run reads before the subscription sync touches the rows.
 The receiver's own refusals are marked by the receiver (``receiver/refusals.py``).
 """
 
@@ -27,6 +28,7 @@ _CHAT_STATE = """
         SELECT c.broadcaster_id,
                coalesce(bool_or(s.status = 'enabled'), false) AS enabled,
                max(s.revoked_at) AS revoked_at,
+               max(s.updated_at) FILTER (WHERE s.status = 'enabled') AS enabled_at,
                (array_agg(s.status ORDER BY s.updated_at DESC)
                     FILTER (WHERE s.status <> 'enabled'))[1] AS status
         FROM channels c
@@ -41,7 +43,7 @@ _CHAT_STATE = """
 _CLOSE = text(
     _CHAT_STATE  # noqa: S608
     + """
-    UPDATE chat_gaps AS g SET ended_at = greatest(g.started_at, :now)
+    UPDATE chat_gaps AS g SET ended_at = greatest(g.started_at, least(state.enabled_at, :now))
     FROM state
     WHERE g.broadcaster_id = state.broadcaster_id AND state.enabled
       AND g.ended_at IS NULL AND starts_with(g.reason, :prefix)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +31,7 @@ from aggregator.schedule import cron_schedule, is_due
 from schema.events import parse_instant
 from schema.logs import get_logger
 from schema.settings import Settings
+from schema.subscriptions import sync_subscriptions
 from schema.twitch import Stream, TwitchClient
 
 log = get_logger("aggregator.reconcile")
@@ -149,21 +150,34 @@ async def _run(
                 counts[name] = counts.get(name, 0) + value
     counts.setdefault("channels_checked", 0)
 
+    # Gaps first, from the state the receiver recorded (revocation times, the challenge
+    # answer that enabled a subscription), before the sync replaces those rows.
+    await _mark_gaps(sessions, clock, counts)
     sync_error: Exception | None = None
     try:
-        from schema.subscriptions import sync_subscriptions  # type: ignore[attr-defined]
-
         async with sessions.begin() as session:
-            synced = await sync_subscriptions(session, twitch, settings)
-        counts.update(_prefixed("subscriptions_", synced))
+            report = await sync_subscriptions(session, twitch, settings)
+        counts.update({f"subscriptions_{k}": v for k, v in report.counts().items()})
+        if report.failed:
+            log.warning("reconcile.subscriptions_refused", failed=report.failed[:20])
     except Exception as exc:
         # The chat gaps below still need marking; the run is failed afterwards.
         sync_error = exc
-    async with sessions.begin() as session:
-        gaps = await mark_chat_gaps(session, clock())
-    counts.update(dataclasses.asdict(gaps))
+    # Again after the sync: a subscription it could not create is a gap from now on.
+    await _mark_gaps(sessions, clock, counts)
     if sync_error is not None:
         raise sync_error
+
+
+async def _mark_gaps(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Callable[[], datetime],
+    counts: dict[str, int],
+) -> None:
+    async with sessions.begin() as session:
+        gaps = await mark_chat_gaps(session, clock())
+    for name, value in dataclasses.asdict(gaps).items():
+        counts[name] = counts.get(name, 0) + value
 
 
 def _live_streams(streams: list[Stream], channels: set[str]) -> dict[str, LiveStream]:
@@ -186,21 +200,6 @@ def _live_streams(streams: list[Stream], channels: set[str]) -> dict[str, LiveSt
             game_name=stream.game_name or None,
         )
     return live
-
-
-def _prefixed(prefix: str, synced: Any) -> dict[str, int]:
-    """Counts from the subscription sync, whatever shape it reports them in."""
-    if dataclasses.is_dataclass(synced) and not isinstance(synced, type):
-        values: Mapping[str, Any] = dataclasses.asdict(synced)
-    elif isinstance(synced, Mapping):
-        values = synced
-    else:
-        return {}
-    return {
-        (name if name.startswith(prefix) else prefix + name): value
-        for name, value in values.items()
-        if isinstance(value, int)
-    }
 
 
 def _describe(exc: BaseException) -> str:
