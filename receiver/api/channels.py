@@ -1,46 +1,33 @@
 """DELETE /api/channels/{broadcaster_id}: the streamer disconnects their channel.
 
-The channel stops being folded and its Twitch tokens are deleted at once; with
-``?purge=true`` every session, hourly row, chat record and viewer sample of it goes too.
+``schema/channels.disconnect_channel`` does the work, the same way a revoked
+authorization does: the channel is marked disconnected, its subscriptions are deleted at
+Twitch (left for the next sync if Twitch is down), its tokens revoked and deleted; with
+``?purge=true`` every aggregate of the channel goes too. The channel row stays,
+disconnected, so the streamer can still sign in and connect again.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import text
 from starlette.responses import Response
 
 from receiver.api import params, render, shapes
 from receiver.api.endpoint import Call
+from schema.channels import disconnect_channel
+from schema.errors import StreamfoldError
 
-_DISCONNECT = text("""
-    UPDATE channels SET connected = false, disconnected_at = coalesce(disconnected_at, now())
-    WHERE broadcaster_id = :b
-""")
-_DELETE_TOKENS = text("DELETE FROM oauth_tokens WHERE user_id = :b")
-# Everything folded or sampled for the channel; the channels row itself stays (disconnected)
-# so the streamer can still sign in, see it and connect again.
-_PURGE = tuple(
-    text(f"DELETE FROM {table} WHERE broadcaster_id = :b")  # noqa: S608 - fixed table names
-    for table in (
-        "stream_sessions",
-        "stream_offlines",
-        "chat_messages",
-        "chatter_hours",
-        "channel_hours",
-        "chat_gaps",
-        "viewer_samples",
-    )
-)
+
+class TwitchClientMissing(StreamfoldError):
+    status_code = 503
+    code = "unavailable"
 
 
 async def disconnect(call: Call) -> Response:
     broadcaster_id = call.broadcaster_id or ""
     purge = call.arg(params.PURGE)
-    await call.session.execute(_DISCONNECT, {"b": broadcaster_id})
-    await call.session.execute(_DELETE_TOKENS, {"b": broadcaster_id})
-    if purge:
-        for statement in _PURGE:
-            await call.session.execute(statement, {"b": broadcaster_id})
+    if call.ctx.twitch is None:
+        raise TwitchClientMissing("the Twitch client is not configured; retry later")
+    await disconnect_channel(call.session, call.ctx.twitch, broadcaster_id, purge=purge)
     return render.json_response(
         shapes.Disconnected(broadcaster_id=broadcaster_id, connected=False, purged=purge)
     )

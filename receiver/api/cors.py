@@ -3,7 +3,9 @@ cookies. Everything else (the webhook, health, metrics) never answers cross-orig
 
 from __future__ import annotations
 
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from schema.settings import Settings
@@ -13,12 +15,25 @@ API_PREFIX = "/api/"
 PREFLIGHT_MAX_AGE = 600
 
 
+class _JsonRefusals(CORSMiddleware):
+    """Starlette refuses a bad preflight in plain text; our errors are always JSON."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        detail = bytes(response.body).decode(errors="replace")
+        return JSONResponse(
+            {"error": "cors_refused", "detail": detail}, status_code=response.status_code
+        )
+
+
 class ApiCors:
     """A pure ASGI wrapper: /api/* goes through Starlette's CORSMiddleware, the rest not."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.cors = CORSMiddleware(
+        self.cors = _JsonRefusals(
             app,
             allow_origins=list(settings.cors_origins),
             allow_credentials=True,
