@@ -164,6 +164,20 @@ def clock() -> Clock:
     return Clock()
 
 
+async def eventually(
+    condition: Callable[[], Any], within: float = 30.0, interval: float = 0.02
+) -> None:
+    """Wait until ``condition()`` (sync or async) is true; fail after ``within`` seconds."""
+    async with asyncio.timeout(within):
+        while True:
+            result = condition()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(interval)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,0 +1,184 @@
+"""Faults at the worker: a SIGKILL mid-batch and a database outage leave exact counts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from aggregator.worker import create_worker
+from schema.events import Delivery
+from schema.jobs import FOLD_JOB, encode_batch, fold_job_id
+from schema.settings import Settings
+from streamfold.eventsub_sender import chat_message_body, rfc3339
+from tests.conftest import ROOT, _libpq, eventually
+
+T0 = datetime(2024, 5, 4, 11, 50, tzinfo=UTC)
+
+
+def chat_deliveries(count: int) -> tuple[list[Delivery], Counter[tuple[str, datetime]]]:
+    """``count`` chat messages over 3 channels and 20 minutes (crossing 12:00), plus the
+    truth: messages per (channel, hour)."""
+    deliveries, truth = [], Counter[tuple[str, datetime]]()
+    for n in range(count):
+        channel = str(100 + n % 3)
+        at = T0 + timedelta(seconds=1200 * n / count)
+        body = chat_message_body(channel, f"u{n % 97}", f"kill-chat-{n}")
+        deliveries.append(Delivery(f"kill-delivery-{n}", rfc3339(at), "channel.chat.message", body))
+        truth[(channel, at.replace(minute=0, second=0, microsecond=0))] += 1
+    return deliveries, truth
+
+
+def chatter_hour_truth(deliveries: list[Delivery]) -> set[tuple[str, str, str]]:
+    """Distinct (channel, hour, chatter) triples in the input, read back from the bodies."""
+    import msgspec
+
+    triples = set()
+    for d in deliveries:
+        event = msgspec.json.decode(d.body)["event"]
+        triples.add((event["broadcaster_user_id"], d.timestamp[:13], event["chatter_user_id"]))
+    return triples
+
+
+async def enqueue(
+    redis: ArqRedis, settings: Settings, deliveries: list[Delivery], size: int
+) -> None:
+    for i in range(0, len(deliveries), size):
+        batch = deliveries[i : i + size]
+        await redis.enqueue_job(
+            FOLD_JOB,
+            encode_batch(batch),
+            _job_id=fold_job_id(batch),
+            _queue_name=settings.queue_name,
+        )
+
+
+async def folded(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        return int(await session.scalar(text("SELECT count(*) FROM chat_messages")) or 0)
+
+
+async def _at_least(sessions: async_sessionmaker[AsyncSession], count: int) -> bool:
+    return await folded(sessions) >= count
+
+
+async def hour_rows(sessions: async_sessionmaker[AsyncSession]) -> Counter[tuple[str, datetime]]:
+    async with sessions() as session:
+        rows = await session.execute(
+            text("SELECT broadcaster_id, hour, chat_messages FROM channel_hours")
+        )
+        return Counter({(b, h): n for b, h, n in rows.all()})
+
+
+@pytest.mark.slow
+async def test_worker_killed_mid_batch_three_times_leaves_exact_counts(
+    settings: Settings,
+    redis: ArqRedis,
+    sessions: async_sessionmaker[AsyncSession],
+    drain: Callable[..., Any],
+) -> None:
+    deliveries, truth = chat_deliveries(10_000)
+    await enqueue(redis, settings, deliveries, size=100)
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "QUEUE_NAME": settings.queue_name,
+        "LOG_FORMAT": "console",
+    }
+    for threshold in (1_000, 4_000, 7_000):
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "streamfold",
+            "worker",
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        print("DEBUG start", threshold, __import__("time").time())
+        try:
+            await eventually(lambda t=threshold: _at_least(sessions, t), within=60)
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            await worker.wait()
+    print("DEBUG killed all", __import__("time").time())
+    # A killed job stays "in progress" until its key expires (fold timeout + 10 s); expire
+    # those keys now instead of waiting, exactly as Redis would later.
+    in_progress = [k async for k in redis.scan_iter(match="arq:in-progress:fold:*")]
+    ours = {f"arq:in-progress:{j.decode()}" for j in await redis.zrange(settings.queue_name, 0, -1)}
+    stale = [k for k in in_progress if k.decode() in ours]
+    print(
+        "DEBUG",
+        len(in_progress),
+        len(ours),
+        len(stale),
+        await redis.zcard(settings.queue_name),
+        in_progress[:3],
+        list(ours)[:3],
+    )
+    if stale:
+        await redis.delete(*stale)
+    import time
+
+    t = time.time()
+    print("DEBUG before drain")
+    await drain()
+    print("DEBUG drain took", time.time() - t)
+    assert await folded(sessions) == len(deliveries)
+    assert await hour_rows(sessions) == truth
+    async with sessions() as session:
+        ledger = await session.scalar(text("SELECT count(*) FROM folded_messages"))
+        chatter_rows = await session.scalar(text("SELECT count(*) FROM chatter_hours"))
+    assert ledger == len(deliveries)
+    assert chatter_rows == len(chatter_hour_truth(deliveries))
+    print("DEBUG end", __import__("time").time())
+    assert await redis.zcard(settings.queue_name) == 0
+
+
+async def test_database_outage_retries_the_job_and_loses_nothing(
+    settings: Settings,
+    redis: ArqRedis,
+    sessions: async_sessionmaker[AsyncSession],
+    admin_url: str,
+) -> None:
+    deliveries, truth = chat_deliveries(300)
+    await enqueue(redis, settings, deliveries, size=100)
+    database = settings.database_url.rsplit("/", 1)[-1] if settings.database_url else ""
+
+    def set_connections(allowed: bool) -> None:
+        with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+            if not allowed:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (database,),
+                )
+
+    set_connections(False)
+    worker = create_worker(settings, burst=True, handle_signals=False)
+    run = asyncio.create_task(worker.main())
+    try:
+        await eventually(lambda: worker.jobs_retried > 0)
+        assert worker.jobs_failed == 0
+    finally:
+        set_connections(True)
+    async with asyncio.timeout(60):
+        await run
+    await worker.close()
+    assert worker.jobs_failed == 0
+    assert await hour_rows(sessions) == truth
