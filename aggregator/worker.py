@@ -16,6 +16,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from aggregator.connections import connection_functions, enqueue_revocations, upkeep_cron
 from aggregator.reconcile import reconcile_cron
 from aggregator.store import fold_deliveries, record_dead_letters
 from schema.batching import GroupWriter
@@ -82,6 +83,7 @@ async def fold_notifications(ctx: dict[str, Any], payload: bytes) -> int:
         # Not an outage: one delivery's data broke the transaction. Fold the batch one
         # delivery at a time and dead-letter the ones that still fail.
         await _fold_one_by_one(ctx, deliveries)
+    await enqueue_revocations(ctx, deliveries)
     return len(deliveries)
 
 
@@ -160,6 +162,7 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
                 max_tries=FOLD_MAX_TRIES,
                 keep_result=0,
             ),
+            *connection_functions(),
         ],
         "queue_name": settings.queue_name,
         "redis_settings": redis_settings(settings.redis_url or ""),
@@ -180,7 +183,7 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
     # A burst worker (tests, one-off draining) folds the queue and leaves periodic jobs to
     # the long-running workers; without Twitch credentials there is nothing to poll.
     if not options.get("burst") and settings.twitch_client_secret is not None:
-        options.setdefault("cron_jobs", [reconcile_cron(settings)])
+        options.setdefault("cron_jobs", [reconcile_cron(settings), upkeep_cron()])
     return options
 
 

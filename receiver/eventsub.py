@@ -19,6 +19,7 @@ from receiver.context import Context
 from receiver.metrics import NOTIFICATIONS
 from receiver.refusals import note_refusal
 from receiver.signature import check_fresh, verify
+from schema.channels import AUTH_LOST_REASONS, enqueue_disconnect, enqueue_token_check
 from schema.errors import (
     BadRequest,
     Forbidden,
@@ -197,6 +198,8 @@ async def _revocation(ctx: Context, body: bytes) -> Response:
     _, subscription = _subscription(revocation_decoder, body)
     async with ctx.sessions.begin() as session:
         await record_revocation(session, subscription)
+    if subscription.status in AUTH_LOST_REASONS:
+        await _follow_lost_authorization(ctx, subscription)
     NOTIFICATIONS.labels(outcome="revocation").inc()
     log.warning(
         "eventsub.revoked",
@@ -206,3 +209,15 @@ async def _revocation(ctx: Context, body: bytes) -> Response:
         condition=subscription.condition,
     )
     return Response(status_code=204)
+
+
+async def _follow_lost_authorization(ctx: Context, subscription: WireSubscription) -> None:
+    """A user took our authorization away: the worker disconnects them. For a chat
+    subscription it may be the broadcaster or the bot, so their tokens tell which."""
+    broadcaster = subscription.condition.get("broadcaster_user_id")
+    chatter = subscription.condition.get("user_id")
+    queue = ctx.settings.queue_name
+    if chatter is not None and broadcaster is not None and chatter != broadcaster:
+        await enqueue_token_check(ctx.redis, queue, [broadcaster, chatter])
+    elif broadcaster is not None:
+        await enqueue_disconnect(ctx.redis, queue, broadcaster, subscription.status)

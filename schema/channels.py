@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,6 +59,16 @@ async def connect_channel(
     )
 
 
+async def mark_disconnected(session: AsyncSession, broadcaster_id: str) -> bool:
+    """True if the channel was connected until now."""
+    updated = await session.execute(
+        text("""UPDATE channels SET connected = false, disconnected_at = :at
+                WHERE broadcaster_id = :id AND connected RETURNING 1"""),
+        {"id": broadcaster_id, "at": datetime.now(UTC)},
+    )
+    return updated.first() is not None
+
+
 async def end_user_sessions(session: AsyncSession, user_id: str) -> None:
     """Sign a user out everywhere. The same statement as ``receiver.identity.
     end_sessions_of``, which the worker may not import (STYLE.md: three rooms)."""
@@ -77,12 +88,7 @@ async def disconnect_channel(
 ) -> Disconnected:
     """The channel stops: marked disconnected, its subscriptions deleted at Twitch, its
     tokens revoked and purged; its aggregates deleted too only when ``purge``."""
-    updated = await session.execute(
-        text("""UPDATE channels SET connected = false, disconnected_at = :at
-                WHERE broadcaster_id = :id AND connected RETURNING 1"""),
-        {"id": broadcaster_id, "at": datetime.now(UTC)},
-    )
-    was_connected = updated.first() is not None
+    was_connected = await mark_disconnected(session, broadcaster_id)
     if revoke_at_twitch:
         await _revoke_tokens(session, twitch, broadcaster_id)
     await purge_tokens(session, broadcaster_id)
@@ -138,3 +144,34 @@ async def _revoke_tokens(session: AsyncSession, twitch: TwitchClient, user_id: s
             await twitch.revoke(stored.access_token)
     except TwitchError as exc:
         log.info("channel.token_not_revoked", user_id=user_id, error=exc.code)
+
+
+# -- the queue contract for disconnects (the receiver and the fold enqueue, the worker runs)
+
+DISCONNECT_USER_JOB = "disconnect_user"
+CHECK_USER_TOKENS_JOB = "check_user_tokens"
+# Revocation reasons that mean a user took our authorization away (PROTOCOL.md 2).
+AUTH_LOST_REASONS = frozenset({"authorization_revoked", "user_removed"})
+
+
+async def enqueue_disconnect(redis: Any, queue_name: str, user_id: str, reason: str) -> None:
+    """Ask the worker to stop everything of ``user_id`` at Twitch; idempotent per user
+    and reason while queued (arq's job id)."""
+    await redis.enqueue_job(
+        DISCONNECT_USER_JOB,
+        user_id,
+        reason,
+        _job_id=f"disconnect:{user_id}:{reason}",
+        _queue_name=queue_name,
+    )
+
+
+async def enqueue_token_check(redis: Any, queue_name: str, user_ids: list[str]) -> None:
+    """A chat subscription was revoked for lost authorization, by the broadcaster or the
+    bot: checking both users' tokens tells which one to disconnect."""
+    await redis.enqueue_job(
+        CHECK_USER_TOKENS_JOB,
+        sorted(set(user_ids)),
+        _job_id=f"check-tokens:{','.join(sorted(set(user_ids)))}",
+        _queue_name=queue_name,
+    )
