@@ -109,7 +109,7 @@ async def _reset(env: Environment) -> None:
 
 
 def run(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
-    seconds = 5.0 if quick else 60.0
+    seconds = 4.0 if quick else 60.0
     idle: list[float] = []
     p50s: list[float] = []
     p99s: list[float] = []
@@ -121,10 +121,10 @@ def run(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
         uvicorn("receiver.app:from_environment", env.process_env(), "e2e-web") as (port, _),
         workers(env, 1),
     ):
-        asyncio.run(one_run(env, port, 2.0, RATE, 64))  # warm-up
+        asyncio.run(one_run(env, port, 1.0, RATE, 64))  # warm-up
         for _ in range(repetitions):
             asyncio.run(_reset(env))
-            lags, _, _ = asyncio.run(one_run(env, port, 2.0, 10, 1))
+            lags, _, _ = asyncio.run(one_run(env, port, 1.0, 10, 1))
             idle.append(percentile(lags, 50))
             lags, obs, result = asyncio.run(one_run(env, port, seconds, RATE, 64))
             p50s.append(percentile(lags, 50))

@@ -28,6 +28,8 @@ from schema.db import create_engine, create_sessionmaker
 
 FIRST_ID = 100_000
 _GENERATE = [
+    """TRUNCATE chat_messages, chatter_hours, channel_hours, folded_messages,
+                stream_sessions, viewer_samples""",
     """CREATE TEMP TABLE sizes AS
        SELECT (:first + i)::text AS b, :first + i AS n,
               CASE WHEN i < :big THEN :big_size
@@ -36,7 +38,8 @@ _GENERATE = [
               END AS size
        FROM generate_series(0, :channels - 1) AS i""",
     """INSERT INTO channels (broadcaster_id, login, display_name, connected)
-       SELECT b, 'channel_' || b, 'Channel_' || b, true FROM sizes""",
+       SELECT b, 'channel_' || b, 'Channel_' || b, true FROM sizes
+       ON CONFLICT (broadcaster_id) DO UPDATE SET connected = true""",
     """INSERT INTO stream_sessions (id, broadcaster_id, started_at, ended_at, started_by,
                                     ended_by, title, game_name)
        SELECT b || '-' || d, b, t, t + interval '2 hours', 'eventsub', 'eventsub',

@@ -83,7 +83,7 @@ async def queued_deliveries(redis_url: str, queue_name: str) -> tuple[int, int]:
 def run(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
     import asyncio
 
-    seconds = 2.0 if quick else 5.0
+    seconds = 1.5 if quick else 5.0
     count = int(14_000 * seconds)
     process_env = env.process_env()
     runs: dict[str, list[Load]] = {"baseline": [], "receiver": []}

@@ -84,7 +84,7 @@ def render(rows: Sequence[Row]) -> str:
         ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
         verdict = {True: " ok", False: " MISSED", None: ""}[row.met]
         target = (row.target + verdict).strip()
-        median = _fmt(row.median) if row.values else (row.note or "-")
+        median = _fmt(row.median) if row.values else "n/a"
         lines.append(("  " + row.name, median, spread, row.unit, baseline, ratio, target))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
@@ -95,7 +95,7 @@ def render(rows: Sequence[Row]) -> str:
         rest = zip(line[1:], widths[1:], strict=True)
         cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in rest]
         out.append("  ".join(cells).rstrip())
-    notes = [f"  {row.name}: {row.note}" for row in rows if row.note and row.values]
+    notes = [f"  {row.section} / {row.name}: {row.note}" for row in rows if row.note]
     if notes:
         out += ["", "notes:", *notes]
     return "\n".join(out)

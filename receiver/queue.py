@@ -25,7 +25,7 @@ MAX_DELIVERIES_PER_JOB = 500
 # of arq bookkeeping per job (LIMITS.md), so 1,000 requests/s arriving one by one would
 # be 1,000 jobs/s, at a worker's ceiling; a few milliseconds here make them a few
 # hundred jobs of several deliveries each. Twitch allows seconds for the answer.
-LINGER_SECONDS = 0.005
+LINGER_SECONDS = 0.002
 
 
 def connect_redis(redis_url: str) -> ArqRedis:
