@@ -144,6 +144,33 @@ def cmd_requeue_failed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rotate_token_keys(args: argparse.Namespace) -> int:
+    from streamfold.connections import rotate_keys
+
+    settings = _settings("database_url", "token_encryption_keys")
+    rotated = asyncio.run(rotate_keys(settings))
+    print(f"re-encrypted the tokens of {rotated} user(s) with the newest key")
+    return 0
+
+
+def cmd_channels(args: argparse.Namespace) -> int:
+    from streamfold.connections import describe_channels
+
+    print(asyncio.run(describe_channels(_settings("database_url"))))
+    return 0
+
+
+def cmd_subscriptions(args: argparse.Namespace) -> int:
+    from streamfold.connections import sync
+
+    settings = _settings(
+        "database_url", "redis_url", "twitch_client_id", "twitch_client_secret", "eventsub_secret"
+    )
+    report = asyncio.run(sync(settings))
+    print("\n".join(report.lines()))
+    return 1 if report.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamfold", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_requeue_failed,
         "put fold batches that ran out of retries back on the queue",
     )
+    add(
+        "rotate-token-keys",
+        cmd_rotate_token_keys,
+        "re-encrypt stored Twitch tokens with the first of TOKEN_ENCRYPTION_KEYS",
+    )
+    add("channels", cmd_channels, "list channels and the state of their subscriptions")
+    subs = add(
+        "subscriptions",
+        cmd_subscriptions,
+        "sync: make Twitch's EventSub subscriptions match ours and print what changed",
+    )
+    subs.add_argument("action", choices=["sync"])
     return parser
 
 
