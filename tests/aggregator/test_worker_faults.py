@@ -65,6 +65,14 @@ async def enqueue(
         )
 
 
+async def expire_in_progress(redis: ArqRedis, settings: Settings) -> None:
+    """A killed job stays "in progress" until its key expires (fold timeout + 10 s); expire
+    those keys now instead of waiting, as Redis would a little later."""
+    left = await redis.zrange(settings.queue_name, 0, -1)
+    if left:
+        await redis.delete(*(f"arq:in-progress:{job_id.decode()}" for job_id in left))
+
+
 async def folded(sessions: async_sessionmaker[AsyncSession]) -> int:
     async with sessions() as session:
         return int(await session.scalar(text("SELECT count(*) FROM chat_messages")) or 0)
@@ -114,11 +122,7 @@ async def test_worker_killed_mid_batch_three_times_leaves_exact_counts(
         finally:
             worker.send_signal(signal.SIGKILL)
             await worker.wait()
-    # A killed job stays "in progress" until its key expires (fold timeout + 10 s); expire
-    # those keys now instead of waiting, as Redis would a little later.
-    left = await redis.zrange(settings.queue_name, 0, -1)
-    if left:
-        await redis.delete(*(f"arq:in-progress:{job_id.decode()}" for job_id in left))
+        await expire_in_progress(redis, settings)
     await drain()
     assert await folded(sessions) == len(deliveries)
     assert await hour_rows(sessions) == truth
