@@ -210,14 +210,20 @@ LIMIT: QueryGroup[int] = QueryGroup(
         Param(
             "limit",
             {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
-            "Sessions per page.",
+            "Sessions per page of JSON (CSV streams every session of the window).",
         ),
     ),
     parse_limit,
 )
 CURSOR: QueryGroup[tuple[datetime, str] | None] = QueryGroup(
     "cursor",
-    (Param("cursor", {"type": "string"}, "The next value of the previous page."),),
+    (
+        Param(
+            "cursor",
+            {"type": "string"},
+            "The previous page's next value; pages continue from there (JSON only).",
+        ),
+    ),
     parse_cursor,
 )
 FORMAT: QueryGroup[Format] = QueryGroup(
