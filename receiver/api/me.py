@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from sqlalchemy import text
 from starlette.responses import Response
 
@@ -27,7 +29,7 @@ async def whoami(call: Call) -> Response:
         rows = (await call.session.execute(_OWN_CHANNEL, {"u": who.user_id})).all()
     else:
         rows = []
-    roles: list = ["viewer"]
+    roles: list[Literal["viewer", "streamer", "operator"]] = ["viewer"]
     if who.is_streamer:
         roles.append("streamer")
     if who.is_operator:

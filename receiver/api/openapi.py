@@ -50,7 +50,7 @@ RFC 3339 UTC with a `Z`; hours are UTC tops of the hour.
 
 
 def _schemas(operations: Sequence[Operation]) -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
-    types = {shapes.Error}
+    types: set[type] = {shapes.Error}
     for op in operations:
         types.update(t for t in (op.returns, op.body) if t is not None)
     ordered = sorted(types, key=lambda t: t.__name__)
@@ -90,7 +90,7 @@ def _operation(op: Operation, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]
     if op.returns is not None:
         success["content"] = {"application/json": {"schema": refs[op.returns]}}
         if op.csv is not None:
-            header = ",".join(op.csv.__struct_fields__)
+            header = ",".join(f.name for f in msgspec.structs.fields(op.csv))
             success["content"]["text/csv"] = {
                 "schema": {"type": "string", "description": f"Header row: {header}"}
             }
