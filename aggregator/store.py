@@ -62,6 +62,17 @@ _FOLD_CHAT = text("""
             unique_chatters = channel_hours.unique_chatters + excluded.unique_chatters
 """)
 
+# Chat carries no reason to touch a known channel's row: DO NOTHING takes no row lock,
+# where DO UPDATE ... WHERE false still locks (and dirties) every conflicting row, which
+# serialised workers folding the same channels.
+_ADD_CHANNELS = text("""
+    INSERT INTO channels (broadcaster_id)
+    SELECT id FROM unnest(CAST(:ids AS text[])) AS t(id)
+    WHERE NOT EXISTS (SELECT 1 FROM channels c WHERE c.broadcaster_id = t.id)
+    ORDER BY 1
+    ON CONFLICT (broadcaster_id) DO NOTHING
+""")
+
 _ENSURE_CHANNELS = text("""
     INSERT INTO channels (broadcaster_id, login, display_name)
     SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:logins AS text[]), CAST(:names AS text[]))
@@ -142,14 +153,7 @@ async def _fold_chat(session: AsyncSession, folded: FoldPlan) -> None:
     if not folded.chat:
         return
     broadcasters = sorted({row.broadcaster_id for row in folded.chat})
-    await session.execute(
-        _ENSURE_CHANNELS,
-        {
-            "ids": broadcasters,
-            "logins": [None] * len(broadcasters),
-            "names": [None] * len(broadcasters),
-        },
-    )
+    await session.execute(_ADD_CHANNELS, {"ids": broadcasters})
     await session.execute(
         _FOLD_CHAT,
         {
