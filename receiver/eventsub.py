@@ -37,7 +37,11 @@ from schema.events import (
     revocation_decoder,
 )
 from schema.logs import get_logger
-from schema.subscriptions import is_expected, record_revocation, record_verified
+from schema.subscriptions import (
+    is_expected,
+    record_revocation,
+    record_verified_unless_busy,
+)
 
 log = get_logger("receiver.eventsub")
 
@@ -184,7 +188,8 @@ async def _verification(ctx: Context, body: bytes) -> Response:
                 subscription_type=subscription.type,
             )
             raise Forbidden("challenge for a subscription streamfold did not request")
-        await record_verified(session, subscription)
+        if not await record_verified_unless_busy(session, subscription):
+            log.info("eventsub.challenge_record_deferred", subscription_id=subscription.id)
     log.info(
         "eventsub.challenge_answered",
         subscription_id=subscription.id,

@@ -9,7 +9,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 import msgspec
@@ -68,7 +68,12 @@ class Transport:
             headers, token = await self._headers(auth)
             try:
                 response = await self.http.request(
-                    method, url, params=params, json=json, data=data, headers=headers
+                    method,
+                    url,
+                    params=cast(Any, params),  # httpx's own alias is private
+                    json=json,
+                    data=data,
+                    headers=headers,
                 )
             except httpx.TransportError as exc:
                 if attempt >= self.max_attempts:

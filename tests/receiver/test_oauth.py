@@ -273,3 +273,42 @@ async def test_a_challenge_for_a_subscription_we_did_not_request_is_refused(
         assert answer.status_code == 403
         assert answer.json()["error"] == "forbidden"
         assert await env.scalar("SELECT count(*) FROM eventsub_subscriptions") == 0
+
+
+async def test_a_challenge_is_answered_while_a_sync_still_holds_its_row(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    from sqlalchemy import text
+
+    from schema.subscriptions import Wanted, expect
+
+    condition = {"broadcaster_user_id": "1337"}
+    async with connected(settings, sessions) as env:
+        redis = ArqRedis.from_url(env.settings.redis_url or "")
+        try:
+            # The create call is about to be made: the expectation comes first.
+            await expect(redis, Wanted.of("stream.online", condition))
+        finally:
+            await redis.aclose()
+        body = challenge_body("race-challenge", "stream.online", condition, "race-1")
+        message = signed(
+            SECRET.encode(),
+            body,
+            "stream.online",
+            sent_at=datetime.now(UTC),
+            message_type="webhook_callback_verification",
+        )
+        async with sessions.begin() as sync_tx:  # a sync that recorded the id, not committed
+            await sync_tx.execute(
+                text("""INSERT INTO eventsub_subscriptions (id, type, version, condition, status)
+                        VALUES ('race-1', 'stream.online', '1', '{}',
+                                'webhook_callback_verification_pending')""")
+            )
+            started = time.monotonic()
+            answer = await env.browser.post(
+                "/eventsub/callback", content=message.body, headers=message.headers()
+            )
+            waited = time.monotonic() - started
+        assert answer.status_code == 200
+        assert answer.text == "race-challenge"
+        assert waited < 5
