@@ -171,6 +171,12 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bench.cli import main as bench_main
+
+    return bench_main(["--quick"] if args.quick else [])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamfold", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sync: make Twitch's EventSub subscriptions match ours and print what changed",
     )
     subs.add_argument("action", choices=["sync"])
+    bench = add("bench", cmd_bench, "run the benchmarks (python -m bench has more options)")
+    bench.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
     return parser
 
 
