@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from bench.services import RESULTS, Environment, environment
 from bench.stats import Row, render
+from schema.logs import configure_logging
 
 Section = Callable[..., list[Row]]
 
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    configure_logging("console", level=logging.WARNING)
     sections = _sections()
     chosen = args.only or list(sections)
     unknown = [name for name in chosen if name not in sections]
