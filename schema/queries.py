@@ -27,6 +27,12 @@ def ceil_hour(t: datetime) -> datetime:
     return floored if floored == t else floored + HOUR
 
 
+# A channel's sessions never overlap (a new stream closes the open one at its start), so of
+# those that began before a window only the latest can reach into it. Starting the index
+# range (broadcaster_id, started_at) there reads the window's sessions, not the channel's
+# whole history. The three session reads below share this lower bound.
+
+
 @dataclass(frozen=True, slots=True)
 class ChatTotals:
     chat_messages: int
@@ -57,6 +63,9 @@ _CHAT_TOTALS = text("""
 """)
 
 
+_ROOMY_HASH = text("SET LOCAL work_mem = '32MB'")
+
+
 async def chat_totals(
     session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime
 ) -> ChatTotals:
@@ -69,6 +78,10 @@ async def chat_totals(
         head_to, tail_from = until, until
     else:
         head_to, tail_from = full_from, full_to
+    # The distinct set of a busy channel over weeks is tens of thousands of ids; with the
+    # default 4 MB PostgreSQL sorts it on disk (measured 190 ms vs 50-80 ms hashed in
+    # memory for 72,500 chatter-hours). SET LOCAL ends with the caller's transaction.
+    await session.execute(_ROOMY_HASH)
     row = (
         await session.execute(
             _CHAT_TOTALS,
@@ -121,6 +134,8 @@ _SESSIONS = text("""
                greatest(coalesce(s.ended_at, :now), s.started_at) AS stop
         FROM stream_sessions s
         WHERE s.broadcaster_id = :b AND s.started_at < :until
+          AND s.started_at >= coalesce((SELECT max(p.started_at) FROM stream_sessions p
+                         WHERE p.broadcaster_id = :b AND p.started_at < :since), :since)
           AND coalesce(s.ended_at, 'infinity') > :since
           AND (CAST(:before_start AS timestamptz) IS NULL
                OR (s.started_at, s.id)
@@ -253,6 +268,8 @@ _HOURLY = text("""
                              least(coalesce(s.ended_at, :now), :until),
                              interval '1 hour') AS h
         WHERE s.broadcaster_id = :b AND s.started_at < :until
+          AND s.started_at >= coalesce((SELECT max(p.started_at) FROM stream_sessions p
+                         WHERE p.broadcaster_id = :b AND p.started_at < :from_hour), :from_hour)
           AND coalesce(s.ended_at, :now) > :from_hour
           AND h < coalesce(s.ended_at, :now) AND h < :until
         GROUP BY h
@@ -333,8 +350,11 @@ _SUMMARY = text("""
     SELECT count(*) AS sessions,
            coalesce(sum(extract(epoch FROM least(coalesce(ended_at, :now), :until)
                                           - greatest(started_at, :since))), 0) AS live_seconds
-    FROM stream_sessions
-    WHERE broadcaster_id = :b AND started_at < :until AND coalesce(ended_at, :now) > :since
+    FROM stream_sessions s
+    WHERE broadcaster_id = :b AND started_at < :until
+      AND started_at >= coalesce((SELECT max(p.started_at) FROM stream_sessions p
+                         WHERE p.broadcaster_id = :b AND p.started_at < :since), :since)
+      AND coalesce(ended_at, :now) > :since
 """)
 _SUMMARY_VIEWERS = text("""
     SELECT avg(viewer_count)::float AS avg, max(viewer_count) AS peak,

@@ -159,6 +159,16 @@ async def test_summary_counts_distinct_chatters_over_the_window_not_per_hour(
         headers=alice,
     )
     assert (day.json()["sessions"], day.json()["chat_messages"]) == (2, 10 + 5)
+    # A window starting inside s2: s2 counts from there on, s1 (over before) does not.
+    inside = await receiver.get(
+        f"/api/channels/{ALICE}/summary",
+        params={"since": "2024-05-05T10:10:00Z"},
+        headers=alice,
+    )
+    assert (inside.json()["sessions"], inside.json()["hours_streamed"]) == (
+        2,
+        round((1200 + 5400) / 3600, 4),
+    )
 
 
 async def test_csv_has_a_header_row_and_the_same_values_as_json(
