@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -127,10 +128,12 @@ async def _run(
     result: RunResult,
 ) -> None:
     counts = result.counts
+    phase = time.monotonic()
     async with sessions() as session:
         channels = await connected_channels(session)
     polled_at = clock()
     live = _live_streams(await twitch.get_streams(channels), set(channels))
+    phase = _timed(counts, "streams_ms", phase)
     grace = timedelta(seconds=settings.reconcile_grace_seconds)
     interval = timedelta(seconds=settings.reconcile_interval_seconds)
     for start in range(0, len(channels), CHANNELS_PER_TRANSACTION):
@@ -149,6 +152,7 @@ async def _run(
             if isinstance(value, int):
                 counts[name] = counts.get(name, 0) + value
     counts.setdefault("channels_checked", 0)
+    phase = _timed(counts, "repairs_ms", phase)
 
     # Gaps first, from the state the receiver recorded (revocation times, the challenge
     # answer that enabled a subscription), before the sync replaces those rows.
@@ -163,6 +167,7 @@ async def _run(
     except Exception as exc:
         # The chat gaps below still need marking; the run is failed afterwards.
         sync_error = exc
+    phase = _timed(counts, "subscriptions_ms", phase)
     # Again after the sync: a subscription it could not create is a gap from now on.
     await _mark_gaps(sessions, clock, counts)
     if sync_error is not None:
@@ -178,6 +183,13 @@ async def _mark_gaps(
         gaps = await mark_chat_gaps(session, clock())
     for name, value in dataclasses.asdict(gaps).items():
         counts[name] = counts.get(name, 0) + value
+
+
+def _timed(counts: dict[str, int], name: str, since: float) -> float:
+    """Record the milliseconds a phase took (where a slow run spends its time)."""
+    now = time.monotonic()
+    counts[name] = round((now - since) * 1000)
+    return now
 
 
 def _live_streams(streams: list[Stream], channels: set[str]) -> dict[str, LiveStream]:

@@ -148,3 +148,64 @@ def plan_channel(
             game_name=fresh.game_name,
         )
     return repairs
+
+
+# -- chat gaps ------------------------------------------------------------------------------
+
+CHAT_GAP_PREFIX = "chat_subscription_"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSubscriptionState:
+    """A connected channel's chat subscription as we last recorded it."""
+
+    broadcaster_id: str
+    enabled: bool
+    enabled_at: datetime | None  # when its row last changed while enabled (the challenge)
+    revoked_at: datetime | None
+    status: str | None  # the newest status that is not "enabled"
+
+
+@dataclass(frozen=True, slots=True)
+class GapHistory:
+    """A channel's subscription gaps: the open ones and where the last closed one ended."""
+
+    open: tuple[tuple[int, datetime], ...]  # (id, started_at)
+    last_ended_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class GapOpen:
+    broadcaster_id: str
+    started_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GapClose:
+    gap_id: int
+    ended_at: datetime
+
+
+def plan_chat_gaps(
+    states: Sequence[ChatSubscriptionState], history: dict[str, GapHistory], now: datetime
+) -> tuple[list[GapOpen], list[GapClose]]:
+    """Open a gap for each channel whose chat subscription is not enabled and has none
+    open; close open gaps of channels whose subscription is enabled again."""
+    opens: list[GapOpen] = []
+    closes: list[GapClose] = []
+    for state in states:
+        past = history.get(state.broadcaster_id, GapHistory((), None))
+        if state.enabled:
+            end = min(state.enabled_at or now, now)
+            closes += [GapClose(gap_id, max(start, end)) for gap_id, start in past.open]
+        elif not past.open:
+            start = now
+            # A revocation older than the last gap's end was already covered by it.
+            if state.revoked_at is not None and (
+                past.last_ended_at is None or state.revoked_at > past.last_ended_at
+            ):
+                start = min(state.revoked_at, now)
+            reason = (CHAT_GAP_PREFIX + (state.status or "missing"))[:64]
+            opens.append(GapOpen(state.broadcaster_id, start, reason))
+    return opens, closes

@@ -85,6 +85,26 @@ class Rig:
                 {"id": BOT_ID},
             )
 
+    def seed_subscriptions(self, channels: Sequence[str]) -> None:
+        """Enabled stream.online/offline subscriptions at Twitch for ``channels`` and the
+        app's revoke subscription, as a previous sync left them."""
+        wanted = [("user.authorization.revoke", {"client_id": self.standin.client_id})]
+        for channel in channels:
+            for kind in ("stream.online", "stream.offline"):
+                wanted.append((kind, {"broadcaster_user_id": channel}))
+        for n, (kind, condition) in enumerate(wanted):
+            sub_id = f"seeded-{n}"
+            self.standin.subscriptions[sub_id] = {
+                "id": sub_id,
+                "status": "enabled",
+                "type": kind,
+                "version": "1",
+                "condition": condition,
+                "created_at": "2026-01-01T00:00:00Z",
+                "transport": {"method": "webhook", "callback": self.settings.callback_url},
+                "cost": 0,
+            }
+
     def go_live(
         self,
         broadcaster_id: str,

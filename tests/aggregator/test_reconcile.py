@@ -138,6 +138,7 @@ async def test_a_new_stream_id_closes_the_old_session_and_opens_the_new(rig: Rig
 async def test_250_channels_take_3_get_streams_calls(rig: Rig) -> None:
     channels = [str(1000 + n) for n in range(250)]
     await rig.connect(channels)
+    rig.seed_subscriptions(channels)
     t = base_time()
     for n in range(0, 250, 5):
         rig.go_live(channels[n], f"stream-{n}", t - 20 * MIN, viewers=n)
@@ -148,6 +149,39 @@ async def test_250_channels_take_3_get_streams_calls(rig: Rig) -> None:
     assert rig.calls("/helix/streams") == 3
     assert result.counts["channels_checked"] == 250
     assert (result.counts["sessions_opened"], result.counts["samples_stored"]) == (50, 50)
+
+
+async def test_10000_channels_stay_inside_800_points_per_minute(rig: Rig) -> None:
+    assert rig.standin.bucket.points == 800  # Twitch's usual app-token bucket
+    channels = [str(100_000 + n) for n in range(10_000)]
+    await rig.connect(channels)
+    rig.seed_subscriptions(channels)
+    t = base_time()
+    for n in range(0, 10_000, 10):
+        rig.go_live(channels[n], f"stream-{n}", t - 20 * MIN, viewers=n)
+
+    started = asyncio.get_running_loop().time()
+    result = await rig.run(t)
+    elapsed = asyncio.get_running_loop().time() - started
+
+    assert result.outcome == "success", (result.error, str(result.counts), elapsed)
+    assert rig.calls("/helix/streams") == 100
+    helix = [at for _, path, at in rig.standin.requests if path.startswith("/helix/")]
+    # 100 Get Streams calls + 201 pages of 20,001 subscriptions, and not one 429.
+    assert len(helix) == 301
+    assert rig.standin.refused_by_bucket == 0
+    assert (result.counts["sessions_opened"], result.counts["samples_stored"]) == (1000, 1000)
+    assert result.counts["subscriptions_kept"] == 20_001
+
+    # The next run, back to back (the bucket has not refilled): still no 429.
+    started = asyncio.get_running_loop().time()
+    steady = await rig.run(t + 5 * MIN)
+    steady_elapsed = asyncio.get_running_loop().time() - started
+    assert steady.outcome == "success", steady.error
+    assert (steady.counts["sessions_opened"], steady.counts["samples_stored"]) == (0, 1000)
+    assert rig.standin.refused_by_bucket == 0
+    print(f"\n10,000 channels: {len(helix)} Helix calls per run; first run {elapsed:.1f} s,")
+    print(f"next run {steady_elapsed:.1f} s; counts {steady.counts}")
 
 
 async def test_a_429_waits_for_the_reset_then_the_run_succeeds(rig: Rig) -> None:

@@ -6,7 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.repairs import KnownSession, LiveStream, plan_channel, sample_interval
+from aggregator.repairs import (
+    ChatSubscriptionState,
+    GapClose,
+    GapHistory,
+    GapOpen,
+    KnownSession,
+    LiveStream,
+    plan_channel,
+    plan_chat_gaps,
+    sample_interval,
+)
 from aggregator.schedule import cron_schedule, is_due
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -138,3 +148,36 @@ def test_ticks_that_are_not_due_do_not_run() -> None:
     schedule = cron_schedule(90)
     ticks = [t for t in range(0, 360, 30) if is_due(schedule, t + 0.123)]
     assert ticks == [0, 90, 180, 270]
+
+
+def chat_state(
+    enabled: bool, *, enabled_at: datetime | None = None, revoked_at: datetime | None = None
+) -> ChatSubscriptionState:
+    status = None if enabled or revoked_at is None else "authorization_revoked"
+    return ChatSubscriptionState("b", enabled, enabled_at, revoked_at, status)
+
+
+def test_a_revoked_chat_subscription_opens_a_gap_from_the_revocation() -> None:
+    opens, closes = plan_chat_gaps([chat_state(False, revoked_at=NOW - 3 * MIN)], {}, NOW)
+    assert opens == [GapOpen("b", NOW - 3 * MIN, "chat_subscription_authorization_revoked")]
+    assert closes == []
+
+
+def test_a_missing_chat_subscription_opens_a_gap_from_now_once() -> None:
+    opens, _ = plan_chat_gaps([chat_state(False)], {}, NOW)
+    assert opens == [GapOpen("b", NOW, "chat_subscription_missing")]
+    still_open = {"b": GapHistory(((7, NOW - MIN),), None)}
+    assert plan_chat_gaps([chat_state(False)], still_open, NOW) == ([], [])
+
+
+def test_an_old_revocation_already_covered_starts_no_earlier_gap() -> None:
+    covered = {"b": GapHistory((), NOW - 10 * MIN)}
+    opens, _ = plan_chat_gaps([chat_state(False, revoked_at=NOW - 60 * MIN)], covered, NOW)
+    assert [o.started_at for o in opens] == [NOW]
+
+
+def test_an_enabled_subscription_closes_open_gaps_when_it_was_enabled() -> None:
+    history = {"b": GapHistory(((7, NOW - 30 * MIN), (8, NOW - 20 * MIN)), None)}
+    _, closes = plan_chat_gaps([chat_state(True, enabled_at=NOW - 25 * MIN)], history, NOW)
+    # Never before a gap's own start.
+    assert closes == [GapClose(7, NOW - 25 * MIN), GapClose(8, NOW - 20 * MIN)]
