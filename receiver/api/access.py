@@ -56,11 +56,16 @@ CHANNEL_OWNER = Rule(Audience.CHANNEL_OWNER)
 BROWSER_SESSION = Rule(Audience.SIGNED_IN, browser_only=True)
 
 
-def authorize(rule: Rule, who: Identity | None, broadcaster_id: str | None) -> Identity:
-    """The identity, if it may perform an operation under ``rule`` on ``broadcaster_id``
-    (the path's channel, when the operation has one); else NotAuthenticated/Forbidden."""
+def signed_in(who: Identity | None) -> Identity:
+    """Anonymous callers stop here, before anything else about the request is judged."""
     if who is None:
         raise NotAuthenticated("sign in with Twitch or send Authorization: Bearer sfk_...")
+    return who
+
+
+def authorize(rule: Rule, who: Identity, broadcaster_id: str | None) -> Identity:
+    """The identity, if it may perform an operation under ``rule`` on ``broadcaster_id``
+    (the path's channel, when the operation has one); else Forbidden."""
     if rule.browser_only and who.via != "session":
         raise Forbidden("this operation needs a signed-in browser session, not an API token")
     if rule.audience is Audience.SIGNED_IN:

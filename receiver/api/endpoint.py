@@ -77,7 +77,7 @@ def endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
         began = time.perf_counter()
         ctx: Context = request.app.state.ctx
         async with ctx.sessions.begin() as session:
-            identity = await identify(session, ctx.settings, request)
+            identity = access.signed_in(await identify(session, ctx.settings, request))
             path = request.path_params
             broadcaster_id = (
                 params.broadcaster_id(path["broadcaster_id"]) if "broadcaster_id" in path else None

@@ -67,6 +67,10 @@ async def test_anonymous_gets_401_on_every_api_operation(
     path = op.path.format(broadcaster_id=ALICE, token_id=1)  # type: ignore[attr-defined]
     response = await api.request(op.method, path)  # type: ignore[attr-defined]
     _error(response, 401, "not_authenticated")
+    # Nothing else about the request is judged first, not even a malformed id or window.
+    malformed = op.path.format(broadcaster_id="x", token_id="x")  # type: ignore[attr-defined]
+    response = await api.request(op.method, malformed, params={"since": "x"})  # type: ignore[attr-defined]
+    _error(response, 401, "not_authenticated")
 
 
 async def test_a_streamer_reads_their_own_channel_and_no_other(
