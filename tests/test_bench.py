@@ -49,14 +49,14 @@ def test_prebuilt_requests_carry_valid_signatures() -> None:
 async def test_response_parser_handles_split_and_back_to_back_answers() -> None:
     conn = Connection()
     loop = asyncio.get_running_loop()
-    conn.waiter = loop.create_future()
+    first = conn.waiter = loop.create_future()
     conn.data_received(b"HTTP/1.1 204 No Content\r\nserver: x\r")
-    assert not conn.waiter.done()
+    assert not first.done()
     conn.data_received(b"\n\r\n")
-    assert await conn.waiter == 204
-    conn.waiter = loop.create_future()
+    assert await first == 204
+    second = conn.waiter = loop.create_future()
     conn.data_received(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 5\r\n\r\nab")
-    assert not conn.waiter.done()
+    assert not second.done()
     conn.data_received(b"cde")
-    assert await conn.waiter == 503
+    assert await second == 503
     assert conn.buffer == bytearray()
