@@ -8,12 +8,15 @@ one per job, and each job still finishes only after its own effects committed.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from arq import Retry
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator.connections import connection_functions, enqueue_revocations, upkeep_cron
@@ -192,5 +195,21 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
 
 
 def run(settings: Settings) -> None:
-    """Run a worker until SIGINT/SIGTERM (arq re-queues jobs it had to cancel)."""
-    create_worker(settings).run()
+    """Run a worker until SIGINT/SIGTERM (arq re-queues jobs it had to cancel).
+
+    A lost Redis connection ends arq's poll loop and, with it, the process (arq #386).
+    Instead, start a fresh worker after a pause, so a Redis restart costs seconds rather
+    than a dead worker; jobs it was running stay queued and re-run (the ledger makes that
+    harmless)."""
+    pause = 1.0
+    while True:
+        worker = create_worker(settings)
+        try:
+            worker.run()
+            return  # stopped by a signal
+        except (RedisError, OSError) as exc:
+            log.warning("worker.redis_lost", error=type(exc).__name__, restart_in_s=pause)
+            with contextlib.suppress(Exception):
+                worker.loop.run_until_complete(shutdown(worker.ctx))
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)

