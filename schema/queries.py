@@ -346,20 +346,24 @@ class Summary:
     hours_watched: float | None
 
 
+# Sessions and viewer samples in one round trip; chat totals follow (``chat_totals``).
 _SUMMARY = text("""
-    SELECT count(*) AS sessions,
-           coalesce(sum(extract(epoch FROM least(coalesce(ended_at, :now), :until)
-                                          - greatest(started_at, :since))), 0) AS live_seconds
-    FROM stream_sessions s
-    WHERE broadcaster_id = :b AND started_at < :until
-      AND started_at >= coalesce((SELECT max(p.started_at) FROM stream_sessions p
-                         WHERE p.broadcaster_id = :b AND p.started_at < :since), :since)
-      AND coalesce(ended_at, :now) > :since
-""")
-_SUMMARY_VIEWERS = text("""
-    SELECT avg(viewer_count)::float AS avg, max(viewer_count) AS peak,
-           (sum(viewer_count::bigint * interval_seconds) / 3600.0)::float AS watched
-    FROM viewer_samples WHERE broadcaster_id = :b AND sampled_at >= :since AND sampled_at < :until
+    SELECT live.sessions, live.live_seconds, viewers.avg, viewers.peak, viewers.watched
+    FROM (
+        SELECT count(*) AS sessions,
+               coalesce(sum(extract(epoch FROM least(coalesce(ended_at, :now), :until)
+                                              - greatest(started_at, :since))), 0) AS live_seconds
+        FROM stream_sessions
+        WHERE broadcaster_id = :b AND started_at < :until
+          AND started_at >= coalesce((SELECT max(p.started_at) FROM stream_sessions p
+                             WHERE p.broadcaster_id = :b AND p.started_at < :since), :since)
+          AND coalesce(ended_at, :now) > :since
+    ) AS live, (
+        SELECT avg(viewer_count)::float AS avg, max(viewer_count) AS peak,
+               (sum(viewer_count::bigint * interval_seconds) / 3600.0)::float AS watched
+        FROM viewer_samples
+        WHERE broadcaster_id = :b AND sampled_at >= :since AND sampled_at < :until
+    ) AS viewers
 """)
 
 
@@ -367,15 +371,14 @@ async def summary(
     session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime, *, now: datetime
 ) -> Summary:
     params = {"b": broadcaster_id, "since": since, "until": until, "now": now}
-    live = (await session.execute(_SUMMARY, params)).one()
-    viewers = (await session.execute(_SUMMARY_VIEWERS, params)).one()
+    row = (await session.execute(_SUMMARY, params)).one()
     chat = await chat_totals(session, broadcaster_id, since, min(until, now))
     return Summary(
-        hours_streamed=round(float(live.live_seconds) / 3600.0, 4),
-        sessions=int(live.sessions),
+        hours_streamed=round(float(row.live_seconds) / 3600.0, 4),
+        sessions=int(row.sessions),
         chat_messages=chat.chat_messages,
         unique_chatters=chat.unique_chatters,
-        avg_viewers=viewers.avg,
-        peak_viewers=viewers.peak,
-        hours_watched=viewers.watched,
+        avg_viewers=row.avg,
+        peak_viewers=row.peak,
+        hours_watched=row.watched,
     )
