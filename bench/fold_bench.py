@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 
 from bench.loadgen import CHAT, chat_body
-from bench.services import Environment, libpq, log_file, process, worker_args
+from bench.services import Environment, cpu_seconds, libpq, log_file, process, worker_args
 from bench.stats import Row
 from receiver.queue import NotificationQueue, connect_redis
 from schema.events import Delivery
@@ -125,16 +125,18 @@ async def raw_upsert(env: Environment, count: int, channels: int) -> float:
 
 
 @contextlib.contextmanager
-def workers(env: Environment, n: int) -> Iterator[None]:
+def workers(env: Environment, n: int) -> Iterator[list[int]]:
+    """``n`` worker processes polling the queue; yields their pids."""
     with contextlib.ExitStack() as stack:
         logs = []
+        pids = []
         for i in range(n):
             name = f"fold-worker-{i}"
             log_file(name).write_bytes(b"")
             logs.append(log_file(name))
-            stack.enter_context(process(worker_args(), env.process_env(), name))
+            pids.append(stack.enter_context(process(worker_args(), env.process_env(), name)).pid)
         asyncio.run(_wait_for_workers(env, logs))
-        yield
+        yield pids
 
 
 def _size(quick: bool) -> int:
@@ -144,7 +146,7 @@ def _size(quick: bool) -> int:
 def run(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
     count = _size(quick)
     rows: list[Row] = []
-    with workers(env, 1):
+    with workers(env, 1) as (pid,):
         asyncio.run(fold_once(env, count // 5, *CASES["spread"]))  # warm-up
         for case, (channels, chatters) in CASES.items():
             asyncio.run(raw_upsert(env, count // 5, channels))  # warm-up
@@ -152,8 +154,11 @@ def run(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
             drains: list[float] = []
             raw: list[float] = []
             jobs: list[int] = []
+            cpu: list[float] = []
             for _ in range(repetitions):
+                before = cpu_seconds(pid)
                 seconds, n_jobs = asyncio.run(fold_once(env, count, channels, chatters))
+                cpu.append((cpu_seconds(pid) - before) / count * 1e6)
                 folded.append(count / seconds)
                 drains.append(seconds)
                 jobs.append(n_jobs)
@@ -169,7 +174,8 @@ def run(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
                 ">= 5,000 and >= 0.25 x",
                 note=(
                     f"{count:,} messages on {channels:,} channel(s), {chatters:,} chatters, "
-                    f"~{count / max(1, sorted(jobs)[len(jobs) // 2]):.0f} per job"
+                    f"~{count / max(1, sorted(jobs)[len(jobs) // 2]):.0f} per job; "
+                    f"worker CPU {sorted(cpu)[len(cpu) // 2]:.0f} us per message"
                 ),
             )
             row.met = (row.median or 0) >= 5_000 and (row.ratio or 0) >= 0.25
