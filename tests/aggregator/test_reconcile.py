@@ -19,7 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from aggregator.worker import create_worker
 from schema import queries
 from schema.settings import Settings
-from streamfold.eventsub_sender import signed, stream_offline_body, stream_online_body
+from streamfold.eventsub_sender import (
+    revocation_body,
+    signed,
+    stream_offline_body,
+    stream_online_body,
+)
 from tests.aggregator.reconcile_rig import Rig, wait_until
 from tests.conftest import SECRET, Clock, serve
 from tests.twitch_standin import TwitchStandin, point_at
@@ -293,3 +298,80 @@ async def test_viewer_figures_come_from_the_samples_as_defined(rig: Rig) -> None
     by_hour = {h.hour: (h.avg_viewers, h.peak_viewers, h.hours_watched) for h in hours}
     assert by_hour[queries.floor_hour(t0)] == (15.0, 20, 2.5)
     assert by_hour[queries.floor_hour(now)] == (30.0, 30, 2.5)
+
+
+async def test_lost_subscriptions_come_back_and_the_chat_gap_is_marked(
+    rig: Rig, receiver: httpx.AsyncClient
+) -> None:
+    # Challenges reach the real receiver, which enables what the sync asked for.
+    rig.settings = rig.settings.model_copy(
+        update={"public_base_url": str(receiver.base_url).rstrip("/")}
+    )
+    await rig.connect(["100"])
+    await rig.connect_bot(["100"])
+    t = base_time()
+    rig.go_live("100", "s1", t - 30 * MIN)
+
+    first = await rig.run()
+    await rig.standin.settled()
+    await rig.run()  # sees the challenge answers
+    assert first.counts["subscriptions_created"] == 4  # online, offline, chat, revoke
+    assert sorted(s["type"] for s in enabled(rig)) == [
+        "channel.chat.message",
+        "stream.offline",
+        "stream.online",
+        "user.authorization.revoke",
+    ]
+    # Until the first chat subscription was enabled, chat was not being collected.
+    assert await open_gaps(rig) == []
+
+    # Twitch gives up on the chat subscription and says so.
+    chat = next(s for s in enabled(rig) if s["type"] == "channel.chat.message")
+    chat["status"] = "notification_failures_exceeded"
+    revoked_at = datetime.now(UTC)
+    body = revocation_body(chat["type"], chat["condition"], chat["status"], chat["id"])
+    message = signed(
+        SECRET.encode(), body, chat["type"], sent_at=revoked_at, message_type="revocation"
+    )
+    response = await receiver.post(
+        "/eventsub/callback", content=message.body, headers=message.headers()
+    )
+    assert response.status_code == 204
+
+    repaired = await rig.run()
+    assert repaired.counts["subscriptions_created"] == 1
+    assert repaired.counts["subscriptions_deleted"] == 1
+    [gap] = await open_gaps(rig)
+    assert gap.reason == "chat_subscription_notification_failures_exceeded"
+    assert gap.started_at <= datetime.now(UTC)
+    assert gap.started_at >= revoked_at - timedelta(seconds=1)
+
+    await rig.standin.settled()
+    closed = await rig.run()
+    assert closed.counts["chat_gaps_closed"] == 1
+    assert await open_gaps(rig) == []
+    assert len(enabled(rig)) == 4
+
+    # The session and hour that overlap the gap say their chat may be short.
+    now = datetime.now(UTC)
+    async with rig.sessions() as session:
+        [row] = await queries.sessions(session, "100", t - 60 * MIN, now, now=now)
+        hours = await queries.hourly(session, "100", t - 60 * MIN, now, now=now)
+    assert row.chat_complete is False
+    assert any(not h.chat_complete for h in hours)
+
+    # A subscription deleted at Twitch by hand comes back at the next run.
+    online = next(s for s in enabled(rig) if s["type"] == "stream.online")
+    del rig.standin.subscriptions[online["id"]]
+    again = await rig.run()
+    assert again.counts["subscriptions_created"] == 1
+    await rig.standin.settled()
+    assert len(enabled(rig)) == 4
+
+
+def enabled(rig: Rig) -> list[dict[str, Any]]:
+    return [s for s in rig.standin.subscriptions.values() if s["status"] == "enabled"]
+
+
+async def open_gaps(rig: Rig) -> list[Any]:
+    return await rig.rows("SELECT started_at, reason FROM chat_gaps WHERE ended_at IS NULL")
