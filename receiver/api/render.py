@@ -7,7 +7,6 @@ instants as RFC 3339 with a ``Z``; the same types give ``/openapi.json`` its sch
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -31,6 +30,11 @@ def json_response(
     )
 
 
+# Stream titles are the streamer's free text; a spreadsheet would run one starting with
+# "=" as a formula (OWASP "CSV injection"), so such text gets a leading apostrophe.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_cell(value: object) -> str:
     if value is None:
         return ""
@@ -38,11 +42,9 @@ def csv_cell(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
     return str(value)
-
-
-def columns_of(row_type: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(row_type))
 
 
 def csv_lines(columns: Sequence[str], rows: Sequence[Any]) -> str:
@@ -64,7 +66,7 @@ def csv_response(
     memory whole."""
 
     async def body() -> AsyncIterator[str]:
-        yield csv_lines(columns, []) or ",".join(columns) + "\r\n"
+        yield ",".join(columns) + "\r\n"
         async for rows in chunks:
             if rows:
                 yield csv_lines(columns, rows)

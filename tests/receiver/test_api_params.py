@@ -154,3 +154,14 @@ async def test_an_unescaped_plus_in_an_offset_still_reads_as_an_offset(
     response = await receiver.get(url, headers=alice)
     assert response.status_code == 200, response.text
     assert response.json()["since"] == "2024-05-04T11:00:00Z"
+
+
+def test_csv_cells_are_plain_text_and_never_spreadsheet_formulas() -> None:
+    from receiver.api.render import csv_cell
+
+    assert csv_cell(None) == ""
+    assert csv_cell(True) == "true"
+    assert csv_cell(datetime(2024, 5, 4, 11, 0, tzinfo=UTC)) == "2024-05-04T11:00:00Z"
+    assert csv_cell(-3) == "-3"
+    assert csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert csv_cell("Speedrun") == "Speedrun"
