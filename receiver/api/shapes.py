@@ -23,7 +23,7 @@ Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class Session(msgspec.Struct, frozen=True):
-    """One stream; ``ended_at`` is null while live and ``duration_seconds`` runs to now."""
+    """One stream; `ended_at` is null while live and `duration_seconds` runs to now."""
 
     id: Id
     broadcaster_id: Id
@@ -43,7 +43,7 @@ class Session(msgspec.Struct, frozen=True):
 
 
 class SessionPage(msgspec.Struct, frozen=True):
-    """Newest first; pass ``next`` back as ``cursor`` for the following page (null: done)."""
+    """Newest first; pass `next` back as `cursor` for the following page (null: done)."""
 
     broadcaster_id: Id
     since: Instant
@@ -73,7 +73,7 @@ class Hourly(msgspec.Struct, frozen=True):
 
 
 class Summary(msgspec.Struct, frozen=True):
-    """Totals over the window; ``unique_chatters`` is exact over the whole window."""
+    """Totals over the window; `unique_chatters` is exact over the whole window."""
 
     broadcaster_id: Id
     since: Instant
@@ -95,8 +95,8 @@ class ChannelRef(msgspec.Struct, frozen=True):
 
 
 class Me(msgspec.Struct, frozen=True):
-    """Who is asking. ``roles``: viewer always, streamer with a channel, operator if
-    configured; ``channels`` are those this identity may read."""
+    """Who is asking. `roles`: viewer always, streamer with a channel, operator if
+    configured; `channels` are those this identity may read."""
 
     user_id: Id
     login: str
@@ -153,7 +153,7 @@ class Token(msgspec.Struct, frozen=True):
 
 
 class CreatedToken(msgspec.Struct, frozen=True):
-    """``token`` is shown this once; only its SHA-256 is kept."""
+    """`token` is shown this once; only its SHA-256 is kept."""
 
     id: Annotated[int, msgspec.Meta(ge=1)]
     name: str
