@@ -20,6 +20,11 @@ from schema.twitch import TwitchClient
 from tests.twitch_standin import CHAT_USER_SCOPES, Grant, TwitchStandin
 
 BOT_ID = "900"
+NOWHERE = "http://127.0.0.1:9"  # challenges sent here fail: subscriptions stay unverified
+
+
+def base_time() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 async def wait_until(condition: Callable[[], bool | Awaitable[bool]], within: float = 30) -> None:
