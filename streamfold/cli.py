@@ -171,6 +171,25 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from streamfold.jobs import describe_result, run_reconcile
+
+    settings = _settings(
+        "database_url", "twitch_client_id", "twitch_client_secret", "eventsub_secret", local=True
+    )
+    result = asyncio.run(run_reconcile(settings))
+    print(describe_result(result))
+    return 1 if result.outcome == "failed" else 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from streamfold.jobs import jobs_report
+
+    settings = _settings("database_url", local=True)
+    print(asyncio.run(jobs_report(settings, args.job, args.limit)))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench.cli import main as bench_main
 
@@ -221,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sync: make Twitch's EventSub subscriptions match ours and print what changed",
     )
     subs.add_argument("action", choices=["sync"])
+    add("reconcile", cmd_reconcile, "run one reconciliation with Helix now and print what it did")
+    jobs = add("jobs", cmd_jobs, "recent periodic job runs and their success rate over 24 h")
+    jobs.add_argument("--job", help="only this job (e.g. reconcile)")
+    jobs.add_argument("--limit", type=int, default=20, help="how many recent runs (default 20)")
     bench = add("bench", cmd_bench, "run the benchmarks (python -m bench has more options)")
     bench.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
     return parser
