@@ -87,6 +87,9 @@ async def test_sync_creates_missing_replaces_failed_and_deletes_orphans(
 def test_cli_lists_channels_and_refuses_without_configuration(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The command configures process-wide logging onto the captured stderr; later tests
+    # would then log to a closed file.
+    monkeypatch.setattr("streamfold.cli.configure_logging", lambda *a, **k: None)
     monkeypatch.setenv("DATABASE_URL", settings.database_url or "")
     monkeypatch.setenv("LOG_FORMAT", "console")
     assert main(["channels"]) == 0
