@@ -15,6 +15,7 @@ from prometheus_client import (
     generate_latest,
 )
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -35,6 +36,35 @@ PARKED = Gauge(
     "streamfold_failed_batches", "Fold batches that ran out of retries", registry=REGISTRY
 )
 
+JOB_RUNS = Gauge(
+    "streamfold_job_runs_24h",
+    "Periodic job runs (job_runs) started in the last 24 hours, by job and outcome",
+    ["job", "outcome"],
+    registry=REGISTRY,
+)
+JOB_LAST_SUCCESS = Gauge(
+    "streamfold_job_last_success_timestamp_seconds",
+    "When each periodic job last finished successfully (Unix time)",
+    ["job"],
+    registry=REGISTRY,
+)
+_JOB_RUNS_24H = text("""
+    SELECT job, outcome, count(*) AS n FROM job_runs
+    WHERE started_at > now() - interval '24 hours' GROUP BY 1, 2
+""")
+_JOB_LAST_SUCCESS = text("""
+    SELECT job, extract(epoch FROM max(finished_at)) AS at FROM job_runs
+    WHERE outcome = 'success' GROUP BY 1
+""")
+
+
+async def _job_gauges(session: AsyncSession) -> None:
+    JOB_RUNS.clear()
+    for row in await session.execute(_JOB_RUNS_24H):
+        JOB_RUNS.labels(job=row.job, outcome=row.outcome).set(row.n)
+    for row in await session.execute(_JOB_LAST_SUCCESS):
+        JOB_LAST_SUCCESS.labels(job=row.job).set(float(row.at))
+
 
 async def metrics(request: Request) -> Response:
     ctx = request.app.state.ctx
@@ -47,6 +77,7 @@ async def metrics(request: Request) -> Response:
         async with ctx.sessions() as session:
             count = await session.execute(text("SELECT count(*) FROM dead_letters"))
             DEAD_LETTERS.set(count.scalar_one())
+            await _job_gauges(session)
     except Exception:
         DEAD_LETTERS.set(float("nan"))
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
