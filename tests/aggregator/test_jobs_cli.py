@@ -7,6 +7,8 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta
 
+import httpx
+
 from aggregator.job_runs import Outcomes, RunRow
 from streamfold.jobs import describe_result, jobs_report, render, run_reconcile
 from tests.aggregator.reconcile_rig import Rig, base_time
@@ -30,7 +32,9 @@ def test_the_report_lists_runs_and_the_success_rate_against_the_target() -> None
     assert below.endswith("success rate 90.0% (BELOW the 99% target)")
 
 
-async def test_reconcile_now_and_the_jobs_report_from_the_database(rig: Rig) -> None:
+async def test_reconcile_now_the_jobs_report_and_metrics(
+    rig: Rig, receiver: httpx.AsyncClient
+) -> None:
     await rig.connect(["100"])
     rig.go_live("100", "s1", base_time() - 5 * timedelta(minutes=1))
     rig.standin.fail("/helix/streams", 503, times=5)
@@ -45,6 +49,10 @@ async def test_reconcile_now_and_the_jobs_report_from_the_database(rig: Rig) -> 
     assert [line.split()[3] for line in report.splitlines()[1:3]] == ["success", "failed"]
     assert "1 succeeded, 1 failed" in report
     assert "success rate 50.0% (BELOW the 99% target)" in report
+    metrics = (await receiver.get("/metrics")).text
+    assert 'streamfold_job_runs_24h{job="reconcile",outcome="failed"} 1.0' in metrics
+    assert 'streamfold_job_runs_24h{job="reconcile",outcome="success"} 1.0' in metrics
+    assert 'streamfold_job_last_success_timestamp_seconds{job="reconcile"}' in metrics
 
 
 async def test_the_jobs_command_runs(rig: Rig) -> None:
