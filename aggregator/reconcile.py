@@ -227,15 +227,24 @@ def _describe(exc: BaseException) -> str:
 async def reconcile_job(ctx: dict[str, Any]) -> str | None:
     """arq cron entry point; returns the outcome (None for a tick that is not due)."""
     settings: Settings = ctx["settings"]
-    score = ctx.get("score")
-    if score is not None and not is_due(
-        cron_schedule(settings.reconcile_interval_seconds), score / 1000
-    ):
+    tick = _tick_seconds(ctx)
+    schedule = cron_schedule(settings.reconcile_interval_seconds)
+    if tick is not None and not is_due(schedule, tick):
         return None
     redis: Redis = ctx["redis"]
     async with TwitchClient(settings, redis) as twitch:
         result = await reconcile_once(settings, ctx["engine"], ctx["sessions"], twitch)
     return result.outcome
+
+
+def _tick_seconds(ctx: dict[str, Any]) -> float | None:
+    """The tick this job was enqueued for: arq's unique cron id ends with it in ms (the
+    queue score is the enqueue time instead when a busy worker enqueued it late)."""
+    job_id = str(ctx.get("job_id") or "")
+    _, _, suffix = job_id.rpartition(":")
+    if job_id.startswith(f"cron:{JOB}:") and suffix.isdigit():
+        return int(suffix) / 1000
+    return None
 
 
 def reconcile_cron(settings: Settings) -> CronJob:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from aggregator.job_runs import Outcomes, RunRow, outcomes, recent_runs
@@ -98,6 +98,6 @@ def _seconds(row: RunRow) -> float:
     return (row.finished_at - row.started_at).total_seconds()
 
 
-def _counts(counts: dict[str, object]) -> str:
+def _counts(counts: Mapping[str, object]) -> str:
     shown = [f"{label}={counts[name]}" for name, label in _LABELS.items() if counts.get(name)]
     return " ".join(shown)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from aggregator.reconcile import _tick_seconds
 from aggregator.repairs import (
     ChatSubscriptionState,
     GapClose,
@@ -181,3 +182,8 @@ def test_an_enabled_subscription_closes_open_gaps_when_it_was_enabled() -> None:
     _, closes = plan_chat_gaps([chat_state(True, enabled_at=NOW - 25 * MIN)], history, NOW)
     # Never before a gap's own start.
     assert closes == [GapClose(7, NOW - 25 * MIN), GapClose(8, NOW - 20 * MIN)]
+
+
+def test_the_cron_job_reads_its_tick_from_arq_s_unique_job_id() -> None:
+    assert _tick_seconds({"job_id": "cron:reconcile:1764072090123"}) == 1764072090.123
+    assert _tick_seconds({"job_id": "something-else", "score": 5}) is None
