@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -225,28 +226,50 @@ async def test_an_overlapping_run_is_skipped_and_recorded(rig: Rig) -> None:
     assert sorted(r.outcome for r in await rig.job_runs()) == ["skipped", "success"]
 
 
-async def test_two_workers_run_one_reconciliation_per_tick(rig: Rig) -> None:
-    settings = rig.settings.model_copy(update={"reconcile_interval_seconds": 10})
+async def test_two_workers_run_one_reconciliation_per_tick_and_repair_within_two(
+    rig: Rig,
+) -> None:
+    # A 10 s period, and no grace, so a missed offline is repaired at the next tick.
+    settings = rig.settings.model_copy(
+        update={"reconcile_interval_seconds": 10, "reconcile_grace_seconds": 0}
+    )
     await rig.connect(["100"])
     rig.go_live("100", "s1", base_time() - 5 * MIN)
     workers = [create_worker(settings, handle_signals=False, poll_delay=0.05) for _ in range(2)]
     tasks = [asyncio.create_task(w.main()) for w in workers]
     try:
-        # The next tick is at most 10 s away.
-        await wait_until(lambda: has_finished_run(rig), within=30)
+        # Live with no stream.online: a session within two ticks.
+        await wait_until(lambda: has_session(rig, ended=False), within=20)
+        rig.go_offline("100")
+        # Offline with no stream.offline: closed within two ticks (and that run finished).
+        await wait_until(lambda: has_session(rig, ended=True), within=20)
+        await wait_until(lambda: no_run_running(rig))
     finally:
         for worker, task in zip(workers, tasks, strict=True):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await worker.close()
-    assert [r.outcome for r in await rig.job_runs()] == ["success"]
-    assert [r.started_by for r in await rig.sessions_of("100")] == ["reconcile"]
+    runs = await rig.rows(
+        "SELECT started_at, outcome FROM job_runs WHERE job = 'reconcile' ORDER BY started_at"
+    )
+    # Both workers saw every tick; each tick ran once (no overlap, nothing skipped). A
+    # tick that began as the workers were stopped may be left running.
+    assert {r.outcome for r in runs[:-1]} == {"success"}
+    assert runs[-1].outcome in ("success", "running")
+    starts = [r.started_at for r in runs]
+    assert all(b - a > timedelta(seconds=5) for a, b in itertools.pairwise(starts))
+    [row] = await rig.sessions_of("100")
+    assert (row.started_by, row.ended_by) == ("reconcile", "reconcile")
 
 
-async def has_finished_run(rig: Rig) -> bool:
-    runs = await rig.job_runs()
-    return any(r.outcome != "running" for r in runs)
+async def no_run_running(rig: Rig) -> bool:
+    return all(r.outcome != "running" for r in await rig.job_runs())
+
+
+async def has_session(rig: Rig, *, ended: bool) -> bool:
+    rows = await rig.sessions_of("100")
+    return len(rows) == 1 and (rows[0].ended_at is not None) == ended
 
 
 async def test_viewer_figures_come_from_the_samples_as_defined(rig: Rig) -> None:
