@@ -1,68 +1,50 @@
-"""Our record of EventSub subscriptions, and which subscriptions we want.
+"""Which EventSub subscriptions we want, and making Twitch's list match.
 
 What we want is derived from the database (connected channels, the bot account); what
 Twitch has is its list. ``sync_subscriptions`` makes the two agree; the OAuth callback,
-``streamfold subscriptions sync`` and reconciliation all call it.
+``streamfold subscriptions sync`` and reconciliation all call it. The records themselves
+are written by ``schema/subscription_records.py`` (re-exported here).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
-import msgspec
-from psycopg.errors import LockNotAvailable
-from redis.asyncio import Redis
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schema.events import WireSubscription
 from schema.settings import Settings
+from schema.subscription_records import (
+    expect,
+    forget,
+    is_expected,
+    record_listed,
+    record_many,
+    record_revocation,
+    record_verified,
+    record_verified_unless_busy,
+    upsert_subscription,
+)
 from schema.tokens import connected_bot_id
 from schema.twitch.client import TwitchClient
 from schema.twitch.errors import TwitchRejected
 from schema.twitch.models import Subscription
 
-_UPSERT = text("""
-    INSERT INTO eventsub_subscriptions
-        (id, type, version, condition, broadcaster_id, status, revoked_at)
-    VALUES (:id, :type, :version, CAST(:condition AS jsonb), :broadcaster_id, :status,
-            CASE WHEN :revoked THEN now() END)
-    ON CONFLICT (id) DO UPDATE
-        SET status = excluded.status, updated_at = now(),
-            revoked_at = coalesce(excluded.revoked_at, eventsub_subscriptions.revoked_at)
-""")
-
-
-async def upsert_subscription(
-    session: AsyncSession, subscription: WireSubscription, *, status: str, revoked: bool = False
-) -> None:
-    await session.execute(
-        _UPSERT,
-        {
-            "id": subscription.id[:64],
-            "type": subscription.type[:100],
-            "version": subscription.version[:16],
-            "condition": msgspec.json.encode(subscription.condition).decode(),
-            "broadcaster_id": subscription.condition.get("broadcaster_user_id"),
-            "status": status[:64],
-            "revoked": revoked,
-        },
-    )
-
-
-async def record_verified(session: AsyncSession, subscription: WireSubscription) -> None:
-    """We answered its challenge: Twitch now enables it."""
-    await upsert_subscription(session, subscription, status="enabled")
-
-
-async def record_revocation(session: AsyncSession, subscription: WireSubscription) -> None:
-    """Twitch revoked it; ``subscription.status`` holds the reason."""
-    await upsert_subscription(session, subscription, status=subscription.status, revoked=True)
-
-
-# -- what we want Twitch to send, and making Twitch's list match it ---------------------
+__all__ = [
+    "SyncReport",
+    "Wanted",
+    "ensure_app_subscriptions",
+    "expect",
+    "forget",
+    "is_expected",
+    "record_listed",
+    "record_many",
+    "record_revocation",
+    "record_verified",
+    "record_verified_unless_busy",
+    "sync_subscriptions",
+    "upsert_subscription",
+]
 
 ONLINE, OFFLINE, CHAT, REVOKE = (
     "stream.online",
@@ -71,10 +53,6 @@ ONLINE, OFFLINE, CHAT, REVOKE = (
     "user.authorization.revoke",
 )
 LIVE_STATUSES = frozenset({"enabled", "webhook_callback_verification_pending"})
-# Twitch sends the challenge right after accepting the create call, possibly before our
-# create call has returned the id (PROTOCOL.md 3.2): the expectation must be recorded
-# first, and outlive a slow challenge (pyTwitchAPI#111 saw them 30 s late).
-EXPECTATION_TTL_SECONDS = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,99 +89,6 @@ def channel_subscriptions(broadcaster_id: str, bot_id: str | None) -> list[Wante
 
 def app_subscriptions(client_id: str) -> list[Wanted]:
     return [Wanted.of(REVOKE, {"client_id": client_id})]
-
-
-def _expectation_key(sub_type: str, condition: dict[str, str]) -> str:
-    digest = hashlib.sha256(Wanted.of(sub_type, condition).describe().encode()).hexdigest()
-    return f"streamfold:eventsub:expected:{digest[:32]}"
-
-
-async def expect(redis: Redis | None, wanted: Wanted) -> None:
-    if redis is not None:
-        key = _expectation_key(wanted.type, wanted.condition_dict)
-        await redis.set(key, b"1", ex=EXPECTATION_TTL_SECONDS)
-
-
-async def is_expected(
-    session: AsyncSession, redis: Redis | None, subscription: WireSubscription
-) -> bool:
-    """Did we ask for this subscription? A pending create of the same type and condition,
-    or an id we recorded and that was not revoked."""
-    if redis is not None:
-        key = _expectation_key(subscription.type, subscription.condition)
-        if await redis.exists(key):
-            return True
-    known = await session.execute(
-        text("SELECT 1 FROM eventsub_subscriptions WHERE id = :id AND revoked_at IS NULL"),
-        {"id": subscription.id[:64]},
-    )
-    return known.first() is not None
-
-
-_RECORD_CREATED = text("""
-    INSERT INTO eventsub_subscriptions (id, type, version, condition, broadcaster_id, status)
-    VALUES (:id, :type, :version, CAST(:condition AS jsonb), :broadcaster_id, :status)
-    ON CONFLICT (id) DO UPDATE
-        -- the challenge may already have marked it enabled: never step back to pending
-        SET status = CASE WHEN eventsub_subscriptions.status = 'enabled'
-                               AND excluded.status = 'webhook_callback_verification_pending'
-                          THEN 'enabled' ELSE excluded.status END,
-            updated_at = now()
-""")
-
-
-async def record_listed(session: AsyncSession, subscription: Subscription) -> None:
-    await session.execute(
-        _RECORD_CREATED,
-        {
-            "id": subscription.id,
-            "type": subscription.type,
-            "version": subscription.version,
-            "condition": msgspec.json.encode(subscription.condition).decode(),
-            "broadcaster_id": subscription.condition.get("broadcaster_user_id"),
-            "status": subscription.status,
-        },
-    )
-
-
-_RECORD_MANY = text("""
-    INSERT INTO eventsub_subscriptions AS s
-        (id, type, version, condition, broadcaster_id, status)
-    SELECT id, type, version, CAST(condition AS jsonb), broadcaster_id, status
-    FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), CAST(:versions AS text[]),
-                CAST(:conditions AS text[]), CAST(:broadcasters AS text[]),
-                CAST(:statuses AS text[]))
-         AS t(id, type, version, condition, broadcaster_id, status)
-    ON CONFLICT (id) DO UPDATE
-        SET status = excluded.status, updated_at = now()
-        WHERE s.status IS DISTINCT FROM excluded.status
-""")
-
-
-async def record_many(session: AsyncSession, subscriptions: list[Subscription]) -> None:
-    """Record Twitch's view of many subscriptions in one statement: a sync of 10,000
-    channels keeps 20,000 of them, too many for a round trip each."""
-    if not subscriptions:
-        return
-    await session.execute(
-        _RECORD_MANY,
-        {
-            "ids": [s.id for s in subscriptions],
-            "types": [s.type for s in subscriptions],
-            "versions": [s.version for s in subscriptions],
-            "conditions": [msgspec.json.encode(s.condition).decode() for s in subscriptions],
-            "broadcasters": [s.condition.get("broadcaster_user_id") for s in subscriptions],
-            "statuses": [s.status for s in subscriptions],
-        },
-    )
-
-
-async def forget(session: AsyncSession, subscription_ids: list[str]) -> None:
-    if subscription_ids:
-        await session.execute(
-            text("DELETE FROM eventsub_subscriptions WHERE id = ANY(:ids)"),
-            {"ids": subscription_ids},
-        )
 
 
 @dataclass
@@ -319,7 +204,7 @@ async def _create(
     report: SyncReport,
 ) -> str | None:
     secret = settings.eventsub_secret.get_secret_value() if settings.eventsub_secret else ""
-    await expect(twitch.redis, item)
+    await expect(twitch.redis, item.type, item.condition_dict)
     try:
         result = await twitch.create_subscription(
             item.type, item.condition_dict, callback=settings.callback_url, secret=secret
@@ -373,25 +258,3 @@ async def ensure_app_subscriptions(
         else:
             await _create(session, twitch, settings, item, report)
     return report
-
-
-# Twitch gives up on a challenge after a few seconds. A sync creating many subscriptions
-# holds its transaction (and the rows it recorded) until the end, so the challenge must
-# not wait for that row lock: answer anyway, the sync's own record and the next sync's
-# listing carry the status.
-CHALLENGE_LOCK_TIMEOUT = "2s"
-
-
-async def record_verified_unless_busy(
-    session: AsyncSession, subscription: WireSubscription
-) -> bool:
-    """``record_verified``, giving up after a short wait for the row; False if it did."""
-    await session.execute(text(f"SET LOCAL lock_timeout = '{CHALLENGE_LOCK_TIMEOUT}'"))
-    try:
-        async with session.begin_nested():
-            await record_verified(session, subscription)
-    except DBAPIError as exc:
-        if isinstance(exc.orig, LockNotAvailable):
-            return False
-        raise
-    return True

@@ -280,14 +280,14 @@ async def test_a_challenge_is_answered_while_a_sync_still_holds_its_row(
 ) -> None:
     from sqlalchemy import text
 
-    from schema.subscriptions import Wanted, expect
+    from schema.subscriptions import expect
 
     condition = {"broadcaster_user_id": "1337"}
     async with connected(settings, sessions) as env:
         redis = ArqRedis.from_url(env.settings.redis_url or "")
         try:
             # The create call is about to be made: the expectation comes first.
-            await expect(redis, Wanted.of("stream.online", condition))
+            await expect(redis, "stream.online", condition)
         finally:
             await redis.aclose()
         body = challenge_body("race-challenge", "stream.online", condition, "race-1")
