@@ -8,7 +8,9 @@ one per job, and each job still finishes only after its own effects committed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -79,7 +81,10 @@ async def fold_notifications(ctx: dict[str, Any], payload: bytes) -> int:
     deliveries = decode_batch(payload)
     folder: Folder = ctx["folder"]
     try:
-        await folder.fold(deliveries)
+        # arq treats its own job timeout as a terminal failure (the batch would be
+        # dropped); time out first and retry instead.
+        async with asyncio.timeout(FOLD_TIMEOUT_SECONDS - 5):
+            await folder.fold(deliveries)
     except Exception as exc:
         if is_transient(exc):
             return await _retry_later(ctx, payload, exc)
@@ -183,10 +188,32 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "job_completion_wait": 10,
     }
     options.update(overrides)
-    # A burst worker (tests, one-off draining) folds the queue and leaves periodic jobs to
-    # the long-running workers; without Twitch credentials there is nothing to poll.
-    if not options.get("burst") and settings.twitch_client_secret is not None:
-        options.setdefault("cron_jobs", [reconcile_cron(settings), upkeep_cron()])
+    return options
+
+
+def periodic_queue(settings: Settings) -> str:
+    return f"{settings.queue_name}:periodic"
+
+
+def periodic_worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """The cron jobs (reconciliation, token upkeep) run in a worker of their own queue.
+
+    arq keeps a killed job "in progress" for the largest timeout of all the functions
+    its worker knows, plus 10 s. Periodic jobs need minutes; a fold batch should be
+    re-run within seconds. Separate workers keep the fold's 30 s + 10 s.
+    """
+    options = worker_options(settings)
+    options.update(
+        {
+            "functions": [],
+            "cron_jobs": [reconcile_cron(settings), upkeep_cron()],
+            "queue_name": periodic_queue(settings),
+            "max_jobs": 4,
+            "poll_delay": 0.5,
+            "health_check_interval": 60,
+        }
+    )
+    options.update(overrides)
     return options
 
 
@@ -194,22 +221,46 @@ def create_worker(settings: Settings, **overrides: Any) -> Worker:
     return Worker(**worker_options(settings, **overrides))
 
 
+def create_periodic_worker(settings: Settings, **overrides: Any) -> Worker:
+    return Worker(**periodic_worker_options(settings, **overrides))
+
+
 def run(settings: Settings) -> None:
-    """Run a worker until SIGINT/SIGTERM (arq re-queues jobs it had to cancel).
+    """Run the fold worker (and, with Twitch credentials, the periodic one) until
+    SIGINT/SIGTERM; jobs that had to be cancelled are re-queued by arq.
 
     A lost Redis connection ends arq's poll loop and, with it, the process (arq #386).
-    Instead, start a fresh worker after a pause, so a Redis restart costs seconds rather
+    Instead, start fresh workers after a pause, so a Redis restart costs seconds rather
     than a dead worker; jobs it was running stay queued and re-run (the ledger makes that
     harmless)."""
     pause = 1.0
     while True:
-        worker = create_worker(settings)
         try:
-            worker.run()
+            asyncio.run(_run_workers(settings))
             return  # stopped by a signal
         except (RedisError, OSError) as exc:
             log.warning("worker.redis_lost", error=type(exc).__name__, restart_in_s=pause)
-            with contextlib.suppress(Exception):
-                worker.loop.run_until_complete(shutdown(worker.ctx))
             time.sleep(pause)
             pause = min(pause * 2, 30.0)
+
+
+async def _run_workers(settings: Settings) -> None:
+    workers = [create_worker(settings, handle_signals=False)]
+    if settings.twitch_client_secret is not None:  # nothing to poll without credentials
+        workers.append(create_periodic_worker(settings, handle_signals=False))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runs = [asyncio.create_task(w.async_run()) for w in workers]
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
+    for worker in workers:
+        # Cancels running jobs (arq re-queues them) and closes the worker's connections.
+        with contextlib.suppress(Exception):
+            await worker.close()
+    for task in [*runs, stopped]:
+        task.cancel()
+    for task in done:
+        if task is not stopped and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]

@@ -24,7 +24,12 @@ def _wait_until_reachable(url: str, default_port: int) -> None:
     raise SystemExit(f"embedded service at {url} did not start")
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the same orderly stop as Ctrl-C, embedded services included
+
+
 def run_dev() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     env = dict(os.environ)
     for key, value in localenv.ensure_local_secrets().items():
         env.setdefault(key, value)

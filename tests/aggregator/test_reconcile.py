@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from aggregator.worker import create_worker
+from aggregator.worker import create_periodic_worker
 from schema import queries
 from streamfold.eventsub_sender import (
     revocation_body,
@@ -235,7 +235,9 @@ async def test_two_workers_run_one_reconciliation_per_tick_and_repair_within_two
     )
     await rig.connect(["100"])
     rig.go_live("100", "s1", base_time() - 5 * MIN)
-    workers = [create_worker(settings, handle_signals=False, poll_delay=0.05) for _ in range(2)]
+    workers = [
+        create_periodic_worker(settings, handle_signals=False, poll_delay=0.05) for _ in range(2)
+    ]
     tasks = [asyncio.create_task(w.main()) for w in workers]
     try:
         # Live with no stream.online: a session within two ticks.
