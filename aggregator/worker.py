@@ -26,7 +26,7 @@ from aggregator.reconcile import reconcile_cron
 from aggregator.store import fold_deliveries, record_dead_letters
 from schema.batching import GroupWriter
 from schema.db import create_engine, create_sessionmaker, is_transient
-from schema.events import Delivery, Unfoldable
+from schema.events import Delivery, MessageId, Unfoldable
 from schema.jobs import FOLD_JOB, decode_batch, failed_batches_key
 from schema.logs import get_logger
 from schema.settings import Settings
@@ -127,8 +127,8 @@ async def _fold_one_by_one(ctx: dict[str, Any], deliveries: Sequence[Delivery]) 
             log.error("fold.dead_letter", message_id=delivery.message_id, reason=reason)
             async with sessions.begin() as session:
                 letter = Unfoldable(
-                    delivery.message_id,
-                    delivery.subscription_type,  # type: ignore[arg-type]
+                    MessageId(delivery.message_id),
+                    delivery.subscription_type,
                     reason,
                     delivery.body,
                 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import structlog
@@ -168,7 +169,9 @@ async def _notification(ctx: Context, headers: Headers, body: bytes) -> Response
     return Response(status_code=204)
 
 
-def _subscription(decoder: msgspec.json.Decoder, body: bytes) -> tuple[object, WireSubscription]:
+def _subscription(
+    decoder: msgspec.json.Decoder[Any], body: bytes
+) -> tuple[object, WireSubscription]:
     try:
         decoded = decoder.decode(body)
     except msgspec.DecodeError as exc:

