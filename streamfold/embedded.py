@@ -80,6 +80,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def postgres_url(configured: str | None, fallback_dir: Path) -> str:
+    """The configured PostgreSQL URL; else this machine's on 127.0.0.1; else an embedded
+    server with its data under ``fallback_dir`` (tests and benchmarks)."""
+    if configured:
+        return libpq_url(configured).replace("postgresql://", "postgresql+psycopg://", 1)
+    if tcp_reachable(LOCAL_POSTGRES, 5432):
+        return LOCAL_POSTGRES
+    return start_postgres(fallback_dir)
+
+
+def redis_url(configured: str | None, fallback_dir: Path) -> str:
+    """The configured Redis URL; else this machine's on 127.0.0.1; else an embedded one."""
+    if configured:
+        return configured
+    if tcp_reachable(LOCAL_REDIS, 6379):
+        return LOCAL_REDIS
+    return start_redis(fallback_dir)
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL of any accepted scheme as a plain libpq URL (for psycopg)."""
+    for scheme in ("postgresql+psycopg://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql://" + url[len(scheme) :]
+    return url
+
+
 def tcp_reachable(url: str, default_port: int) -> bool:
     """True if something accepts connections at the URL's host and port."""
     parsed = urlparse(url)

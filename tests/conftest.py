@@ -22,56 +22,37 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
-from alembic.config import Config
 from arq.connections import ArqRedis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from aggregator.worker import create_worker
-from alembic import command
 from receiver.app import create_app
 from schema.db import create_engine, create_sessionmaker
 from schema.jobs import failed_batches_key
 from schema.settings import Settings
 from streamfold import embedded
+from streamfold.migrate import upgrade_head
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "streamfold-test-secret-0123456789"
 FERNET_KEY = "PMTMaeXo8xDgzfqx186p997eDuCdevBsfhkN0mC-_Lw="
 
 
-def _admin_database_url() -> str:
-    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    if url:
-        return Settings(database_url=url).database_url or url
-    local = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    if embedded.tcp_reachable(local, 5432):
-        return local
-    return embedded.start_postgres(ROOT / ".streamfold" / "test")
-
-
-def _redis_url() -> str:
-    url = os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL")
-    if url:
-        return url
-    local = "redis://127.0.0.1:6379/0"
-    if embedded.tcp_reachable(local, 6379):
-        return local
-    return embedded.start_redis(ROOT / ".streamfold" / "test")
-
-
 def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return embedded.libpq_url(url)
 
 
 @pytest.fixture(scope="session")
 def admin_url() -> str:
-    return _admin_database_url()
+    configured = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    return embedded.postgres_url(configured, ROOT / ".streamfold" / "test")
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    return _redis_url()
+    configured = os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL")
+    return embedded.redis_url(configured, ROOT / ".streamfold" / "test")
 
 
 @pytest.fixture(scope="session")
@@ -79,11 +60,7 @@ def template_db(admin_url: str) -> Iterator[str]:
     name = f"streamfold_tpl_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    config = Config(str(ROOT / "alembic.ini"))
-    config.attributes["database_url"] = url
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
+    upgrade_head(make_url(admin_url).set(database=name).render_as_string(hide_password=False))
     yield name
     with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import psycopg
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from alembic import command
 from schema.tables import Base
+from streamfold.migrate import alembic_config
 from tests.conftest import _libpq
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _config(url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.attributes["database_url"] = url
-    config.attributes["configure_logger"] = False
-    return config
 
 
 def test_models_match_the_migrated_schema(database_url: str) -> None:
@@ -37,7 +26,7 @@ def test_models_match_the_migrated_schema(database_url: str) -> None:
 
 
 def test_downgrade_to_base_and_upgrade_again(database_url: str) -> None:
-    config = _config(database_url)
+    config = alembic_config(database_url)
     command.downgrade(config, "base")
     with psycopg.connect(_libpq(database_url)) as conn:
         tables = conn.execute(
