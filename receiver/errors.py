@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -36,8 +37,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
-    if is_transient(exc):
-        log.warning("request.database_unavailable", path=request.url.path, error=type(exc).__name__)
+    if is_transient(exc) or isinstance(exc, RedisError):
+        log.warning("request.backend_unavailable", path=request.url.path, error=type(exc).__name__)
         return error_response(503, "unavailable", "a backing service is unavailable; retry")
     log.exception("request.failed", path=request.url.path)
     return error_response(500, "internal_error", "unexpected error; it has been logged")
