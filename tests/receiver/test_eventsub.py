@@ -305,3 +305,21 @@ async def test_stream_online_is_accepted(receiver: httpx.AsyncClient, clock: Clo
         "/eventsub/callback", content=message.body, headers=message.headers()
     )
     assert response.status_code == 204
+
+
+async def test_revocation_that_needs_the_queue_gets_503_while_redis_is_down(
+    settings: Settings, clock: Clock
+) -> None:
+    from tests.conftest import free_port
+
+    down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    body = revocation_body("stream.online", {"broadcaster_user_id": "77"}, "authorization_revoked")
+    message = signed(
+        SECRET_BYTES, body, "stream.online", sent_at=clock.now, message_type="revocation"
+    )
+    async with serve(create_app(down, clock=clock)) as base, httpx.AsyncClient(base_url=base) as c:
+        response = await c.post(
+            "/eventsub/callback", content=message.body, headers=message.headers()
+        )
+    assert response.status_code == 503  # Twitch retries; the retry finds Redis back
+    assert set(response.json()) == {"error", "detail"}
