@@ -53,14 +53,17 @@ def run(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     timings: dict[str, float] = {}
     started = time.monotonic()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = ""
     with environment() as env:
         for name in chosen:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             began = time.monotonic()
             rows += _run_section(sections[name], name, env, args)
             timings[name] = round(time.monotonic() - began, 1)
+            # Saved after every section, so an interrupted run keeps what it measured.
+            path = _save(rows, args, timings, time.monotonic() - started, stamp)
     print(render(rows))
-    path = _save(rows, args, timings, time.monotonic() - started)
     print(f"\nraw figures: {path}  ({time.monotonic() - started:.0f} s)")
     return 0
 
@@ -76,10 +79,13 @@ def _run_section(
 
 
 def _save(
-    rows: list[Row], args: argparse.Namespace, timings: dict[str, float], total: float
+    rows: list[Row],
+    args: argparse.Namespace,
+    timings: dict[str, float],
+    total: float,
+    stamp: str,
 ) -> str:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"bench-{stamp}{'-quick' if args.quick else ''}.json"
     document = {
         "started": stamp,

@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
+
 from bench.services import Environment, free_port
 from bench.stats import Row
 from receiver.queue import connect_redis
@@ -67,6 +69,9 @@ async def _one(env: Environment, channels: list[str], *, baseline: bool) -> dict
                 url,
             ).model_copy(update={"public_base_url": "http://127.0.0.1:9"})
             rig = Rig(standin, settings, engine, create_sessionmaker(engine), redis)
+            async with rig.sessions.begin() as session:
+                # Only this benchmark's channels are connected (earlier sections add others).
+                await session.execute(text("UPDATE channels SET connected = false"))
             await rig.connect(channels)
             rig.seed_subscriptions(channels)
             now = datetime.now(UTC).replace(microsecond=0)
