@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 
 from bench.fold_bench import workers
-from bench.services import SECRET, Environment, libpq, uvicorn
+from bench.services import SECRET, Environment, cpu_seconds, libpq, uvicorn
 from bench.stats import Row, percentile
 from receiver.queue import connect_redis
 
@@ -117,16 +117,21 @@ def run(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
     queue_max: list[float] = []
     accepted: list[float] = []
     missing = 0
+    web_cpu: list[float] = []
+    worker_cpu: list[float] = []
     with (
-        uvicorn("receiver.app:from_environment", env.process_env(), "e2e-web") as (port, _),
-        workers(env, 1),
+        uvicorn("receiver.app:from_environment", env.process_env(), "e2e-web") as (port, web),
+        workers(env, 1) as (worker,),
     ):
         asyncio.run(one_run(env, port, 1.0, RATE, 64))  # warm-up
         for _ in range(repetitions):
             asyncio.run(_reset(env))
             lags, _, _ = asyncio.run(one_run(env, port, 1.0, 10, 1))
             idle.append(percentile(lags, 50))
+            before = cpu_seconds(web), cpu_seconds(worker)
             lags, obs, result = asyncio.run(one_run(env, port, seconds, RATE, 64))
+            web_cpu.append((cpu_seconds(web) - before[0]) / seconds)
+            worker_cpu.append((cpu_seconds(worker) - before[1]) / seconds)
             p50s.append(percentile(lags, 50))
             p99s.append(percentile(lags, 99))
             maxes.append(max(lags))
@@ -144,7 +149,9 @@ def run(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
         "< 2 s",
         note=(
             f"{CHANNELS} channels, 1 web + 1 worker; lag = first seen committed by a "
-            f"{POLL_S * 1000:.0f} ms poll minus 2xx time; never seen: {missing}"
+            f"{POLL_S * 1000:.0f} ms poll minus 2xx time; never seen: {missing}; CPU "
+            f"(share of one core, median): web {sorted(web_cpu)[1]:.2f}, worker "
+            f"{sorted(worker_cpu)[1]:.2f}"
         ),
     )
     p99.met = (p99.median or 99) < 2.0 and missing == 0

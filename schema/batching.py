@@ -25,19 +25,23 @@ class GroupWriter(Generic[T]):
         *,
         max_batch: int,
         linger: float = 0.0,
+        linger_below: int = 1 << 30,
         isolate: Callable[[BaseException], bool] = lambda exc: False,
     ) -> None:
         """``write`` must write all items or none. When it fails and ``isolate(exc)`` says
         the failure may belong to one item (bad data, not an outage), each item is
         written again on its own so one poison item cannot fail its neighbours.
 
-        ``linger`` seconds: when a write starts from idle, wait this long first so that
-        items arriving at a steady rate share it. Under heavy load the writer is never
-        idle and this costs nothing; under moderate load it trades a few milliseconds
-        per caller for far fewer, larger writes."""
+        ``linger`` seconds: when a write starts from idle and the previous write carried
+        fewer than ``linger_below`` items, wait this long first so that items arriving
+        at a steady, moderate rate share a write: a few milliseconds per caller for far
+        fewer, larger writes. Under heavy load writes are large already and nobody
+        waits."""
         self._write = write
         self._max_batch = max_batch
         self._linger = linger
+        self._linger_below = linger_below
+        self._last_size = 0
         self._isolate = isolate
         self._pending: list[tuple[T, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -53,11 +57,12 @@ class GroupWriter(Generic[T]):
     async def _flush(self) -> None:
         batch: list[tuple[T, asyncio.Future[None]]] = []
         try:
-            if self._linger > 0:
+            if self._linger > 0 and self._last_size < self._linger_below:
                 await asyncio.sleep(self._linger)
             while self._pending:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
+                self._last_size = len(batch)
                 await self._write_batch(batch)
         except asyncio.CancelledError:
             # Shutting down mid-write: nobody may be told "written" without knowing it.

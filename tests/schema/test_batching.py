@@ -63,3 +63,12 @@ async def test_stopping_during_the_linger_tells_callers_it_was_not_written() -> 
     with pytest.raises(ConnectionAbortedError):
         await caller
     assert recorder.writes == []
+
+
+async def test_no_linger_after_a_large_write() -> None:
+    recorder = Recorder()
+    writer = GroupWriter(recorder.write, max_batch=100, linger=10, linger_below=3)
+    writer._last_size = 5  # the previous write was large: the writer is busy
+    async with asyncio.timeout(1):
+        await writer.submit(1)
+    assert recorder.writes == [[1]]
