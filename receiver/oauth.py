@@ -16,6 +16,7 @@ import secrets
 from typing import Literal
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
@@ -25,7 +26,7 @@ from schema.channels import connect_channel
 from schema.errors import InvalidParameter
 from schema.logs import get_logger
 from schema.subscriptions import SyncReport, sync_subscriptions
-from schema.tokens import TokenCipher, store_tokens, store_user
+from schema.tokens import TokenCipher, connected_bot_id, store_tokens, store_user
 from schema.twitch import TwitchClient, TwitchError, TwitchRejected, TwitchUnavailable
 
 log = get_logger("receiver.oauth")
@@ -178,15 +179,23 @@ async def _complete(ctx: Context, request: Request, role: Role) -> Response:
     response = page(200, "Signed in", "")
     now = ctx.clock()
     async with ctx.sessions.begin() as session:
+        if role == "bot" and not await _may_be_the_bot(session, ctx, user.id):
+            raise LoginFailed(
+                403,
+                "Not the bot account",
+                "This service already has a bot account; only that account "
+                "(or the one BOT_USER_ID names) may sign in as bot.",
+            )
         await store_user(session, user.id, user.login, user.display_name, is_bot=role == "bot")
-        await store_tokens(
-            session,
-            TokenCipher.from_settings(ctx.settings),
-            user.id,
-            tokens,
-            now=now,
-            validated=True,
-        )
+        if role != "viewer":  # a viewer's identity is all we keep
+            await store_tokens(
+                session,
+                TokenCipher.from_settings(ctx.settings),
+                user.id,
+                tokens,
+                now=now,
+                validated=True,
+            )
         if role == "streamer":
             await connect_channel(session, user.id, user.login, user.display_name)
         await start_login_session(session, ctx.settings, user.id, response, now=now)
@@ -205,6 +214,14 @@ async def _complete(ctx: Context, request: Request, role: Role) -> Response:
         if key.lower() == "set-cookie":
             final.headers.append("set-cookie", value)
     return final
+
+
+async def _may_be_the_bot(session: AsyncSession, ctx: Context, user_id: str) -> bool:
+    """Whoever is the bot names every chat subscription: it must not be up for grabs."""
+    if ctx.settings.bot_user_id is not None:
+        return user_id == ctx.settings.bot_user_id
+    current = await connected_bot_id(session)
+    return current is None or current == user_id
 
 
 async def _subscribe(ctx: Context, twitch: TwitchClient, broadcaster_id: str | None) -> list[str]:

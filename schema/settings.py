@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     queue_name: str = "arq:queue"
     operator_user_ids: str = ""
+    # The one Twitch account whose chat subscriptions read every channel (role=bot). When
+    # unset, the first account to connect as bot is it, until its authorization ends.
+    bot_user_id: str | None = None
     # Ensure the app-wide user.authorization.revoke subscription when the receiver starts.
     eventsub_ensure_at_startup: bool = True
     # Origins of frontends allowed to call /api/* with credentials (comma-separated).

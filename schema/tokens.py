@@ -148,12 +148,13 @@ async def purge_tokens(session: AsyncSession, user_id: str) -> None:
 
 
 async def connected_bot_id(session: AsyncSession) -> str | None:
-    """The bot account chat subscriptions name as ``user_id``: the most recently
-    authorized account that logged in as ``bot`` and still has tokens."""
+    """The bot account chat subscriptions name as ``user_id``: the account that
+    connected as ``bot`` and still has tokens (sign-in lets only one hold that role; the
+    earliest wins should two ever exist, so the choice never flips on a token refresh)."""
     return (
         await session.execute(
             text("""SELECT u.id FROM twitch_users u JOIN oauth_tokens t ON t.user_id = u.id
-                    WHERE u.is_bot ORDER BY t.updated_at DESC LIMIT 1""")
+                    WHERE u.is_bot ORDER BY u.created_at, u.id LIMIT 1""")
         )
     ).scalar()
 

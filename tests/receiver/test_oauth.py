@@ -223,8 +223,27 @@ async def test_logout_ends_the_session(
         answer = await env.browser.post("/auth/logout")
         assert answer.status_code == 200
         assert await env.scalar("SELECT count(*) FROM login_sessions WHERE ended_at IS NULL") == 0
-        # A viewer connects no channel and asks for no scope.
+        # A viewer connects no channel, asks for no scope, and leaves no tokens with us.
         assert await env.scalar("SELECT count(*) FROM channels") == 0
+        assert await env.scalar("SELECT count(*) FROM oauth_tokens") == 0
+
+
+async def test_nobody_else_can_take_over_the_bot_role(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with connected(settings, sessions) as env:
+        assert (await env.login("bot", env.bot)).status_code == 200
+        assert (await env.login("streamer", env.streamer)).status_code == 200
+        await env.standin.settled()
+        # Another Twitch account (here the streamer's) asks to become the bot.
+        page = await env.login("bot", env.streamer)
+        assert page.status_code == 403
+        await env.standin.settled()
+        chat = [c for t, c in _live(env) if t == "channel.chat.message"]
+        assert chat == [(("broadcaster_user_id", env.streamer.id), ("user_id", env.bot.id))]
+        assert not await env.scalar(
+            "SELECT is_bot FROM twitch_users WHERE id = :u", u=env.streamer.id
+        )
 
 
 async def test_an_existing_subscription_409_is_adopted(
