@@ -28,7 +28,10 @@ def parse_instant(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError(f"instant without a time zone: {value!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+        raise ValueError(f"instant out of range: {value!r}") from None
 
 
 # -- the queue payload ---------------------------------------------------------------------

@@ -123,6 +123,9 @@ def parse_limit(inputs: Inputs) -> int:
     return int(raw)
 
 
+MAX_CURSOR_LENGTH = 256
+
+
 def encode_cursor(started_at: datetime, session_id: str) -> str:
     """Opaque to clients: the keyset (start, id) of the last session of a page."""
     raw = json.dumps([started_at.astimezone(UTC).isoformat(), session_id]).encode()
@@ -135,16 +138,25 @@ def parse_cursor(inputs: Inputs) -> tuple[datetime, str] | None:
     if raw is None:
         return None
     try:
+        if len(raw) > MAX_CURSOR_LENGTH:  # ours are ~80 characters; bounds json's nesting
+            raise ValueError(raw[:20])
         decoded = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
         started_raw, session_id = decoded
-        started_at = datetime.fromisoformat(started_raw)
+        started_at = datetime.fromisoformat(started_raw).astimezone(UTC)
         if not isinstance(session_id, str) or not 0 < len(session_id) <= 64:
             raise ValueError(session_id)
-        if started_at.tzinfo is None:
+        if datetime.fromisoformat(started_raw).tzinfo is None:
             raise ValueError(started_raw)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (
+        ValueError,
+        TypeError,
+        OverflowError,
+        RecursionError,
+        binascii.Error,
+        UnicodeDecodeError,
+    ):
         raise InvalidParameter("cursor", "not a cursor this API returned in next") from None
-    return started_at.astimezone(UTC), session_id
+    return started_at, session_id
 
 
 Format = Literal["json", "csv"]

@@ -64,7 +64,17 @@ def test_cursors_round_trip_and_garbage_is_refused() -> None:
     started = datetime(2024, 5, 4, 11, 40, 0, 123456, tzinfo=UTC)
     cursor = params.encode_cursor(started, "s1")
     assert params.parse_cursor(_inputs(cursor=cursor)) == (started, "s1")
-    for bad in ("!!", "abc", base64.urlsafe_b64encode(b'["x", 1]').decode(), "W10", ""):
+    out_of_range = base64.urlsafe_b64encode(b'["0001-01-01T00:00:00+01:00", "x"]').decode()
+    too_deep = base64.urlsafe_b64encode(b"[" * 3000).decode()
+    for bad in (
+        "!!",
+        "abc",
+        base64.urlsafe_b64encode(b'["x", 1]').decode(),
+        "W10",
+        "",
+        out_of_range,
+        too_deep,
+    ):
         with pytest.raises(InvalidParameter):
             params.parse_cursor(_inputs(cursor=bad))
 
