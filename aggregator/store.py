@@ -117,7 +117,7 @@ class FoldStats:
 async def fold_deliveries(session: AsyncSession, deliveries: Sequence[Delivery]) -> FoldStats:
     """Fold ``deliveries`` into the caller's transaction (the caller commits)."""
     unique = {d.message_id: d for d in reversed(deliveries)}  # first delivery of an id wins
-    fresh = await _claim(session, list(unique.values()))
+    fresh = await claim_ids(session, list(unique.values()))
     bodies = {d.message_id: d.body for d in fresh}
     folded = plan((decode(d) for d in fresh), bodies=bodies)
     received = {d.message_id: d.timestamp for d in fresh}
@@ -134,7 +134,7 @@ async def fold_deliveries(session: AsyncSession, deliveries: Sequence[Delivery])
     )
 
 
-async def _claim(session: AsyncSession, deliveries: list[Delivery]) -> list[Delivery]:
+async def claim_ids(session: AsyncSession, deliveries: list[Delivery]) -> list[Delivery]:
     """Ledger the message ids; only those not folded before come back."""
     if not deliveries:
         return []

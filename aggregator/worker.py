@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator.connections import connection_functions, enqueue_revocations, upkeep_cron
 from aggregator.reconcile import reconcile_cron
-from aggregator.store import fold_deliveries, record_dead_letters
+from aggregator.store import claim_ids, fold_deliveries, record_dead_letters
 from schema.batching import GroupWriter
 from schema.db import create_engine, create_sessionmaker, is_transient
 from schema.events import Delivery, MessageId, Unfoldable
@@ -82,16 +82,24 @@ async def fold_notifications(ctx: dict[str, Any], payload: bytes) -> int:
     folder: Folder = ctx["folder"]
     try:
         # arq treats its own job timeout as a terminal failure (the batch would be
-        # dropped); time out first and retry instead.
+        # dropped); the whole fold, fallback included, times out first and retries.
         async with asyncio.timeout(FOLD_TIMEOUT_SECONDS - 5):
-            await folder.fold(deliveries)
+            try:
+                await folder.fold(deliveries)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                # Not an outage: one delivery's data broke the transaction. Fold the
+                # batch one delivery at a time and dead-letter the ones that still fail.
+                await _fold_one_by_one(ctx, deliveries)
     except Exception as exc:
         if is_transient(exc):
             return await _retry_later(ctx, payload, exc)
-        # Not an outage: one delivery's data broke the transaction. Fold the batch one
-        # delivery at a time and dead-letter the ones that still fail.
-        await _fold_one_by_one(ctx, deliveries)
-    await enqueue_revocations(ctx, deliveries)
+        raise
+    try:
+        await enqueue_revocations(ctx, deliveries)
+    except RedisError as exc:  # folded already: the retry only re-sends the follow-ups
+        raise Retry(defer=retry_delay(int(ctx.get("job_try", 1)))) from exc
     return len(deliveries)
 
 
@@ -115,6 +123,9 @@ async def _retry_later(ctx: dict[str, Any], payload: bytes, exc: Exception) -> i
 
 
 async def _fold_one_by_one(ctx: dict[str, Any], deliveries: Sequence[Delivery]) -> None:
+    """Transient errors propagate (the caller retries the job); a delivery that still
+    fails on its own is dead-lettered and ledgered together, so a re-run of the job
+    neither folds it nor records it twice."""
     sessions: async_sessionmaker[AsyncSession] = ctx["sessions"]
     for delivery in deliveries:
         try:
@@ -122,17 +133,15 @@ async def _fold_one_by_one(ctx: dict[str, Any], deliveries: Sequence[Delivery]) 
                 await fold_deliveries(session, [delivery])
         except Exception as exc:
             if is_transient(exc):
-                raise Retry(defer=retry_delay(int(ctx.get("job_try", 1)))) from exc
+                raise
             reason = f"fold failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
             log.error("fold.dead_letter", message_id=delivery.message_id, reason=reason)
+            letter = Unfoldable(
+                MessageId(delivery.message_id), delivery.subscription_type, reason, delivery.body
+            )
             async with sessions.begin() as session:
-                letter = Unfoldable(
-                    MessageId(delivery.message_id),
-                    delivery.subscription_type,
-                    reason,
-                    delivery.body,
-                )
-                await record_dead_letters(session, [letter], {})
+                if await claim_ids(session, [delivery]):
+                    await record_dead_letters(session, [letter], {})
 
 
 async def startup(ctx: dict[str, Any]) -> None:

@@ -216,3 +216,32 @@ async def test_unfoldable_body_with_valid_signature_is_acknowledged_and_dead_let
     assert sorted(m for m, _ in letters) == sorted(m.message_id for m in bad)
     assert folded == 1
     assert all("hello chat" not in reason for _, reason in letters)
+
+
+async def test_a_delivery_the_database_refuses_is_dead_lettered_once_and_spares_its_batch(
+    receiver: httpx.AsyncClient,
+    clock: Clock,
+    drain: Callable[[], Any],
+    sessions: async_sessionmaker[AsyncSession],
+    redis: Any,
+    settings: Any,
+) -> None:
+    # Valid JSON, valid signature, but PostgreSQL text cannot hold a NUL character.
+    poison = chat(clock.now, "bad\u0000id", "poison-1")
+    good = [chat(clock.now, f"c{i}", f"fine-{i}") for i in range(20)]
+    await post_all(receiver, [*good, poison])
+    await drain()
+    # The same batch again, as after a worker died before arq recorded the job's end.
+    from schema.events import Delivery
+    from schema.jobs import FOLD_JOB, encode_batch
+
+    again = [
+        Delivery(m.message_id, m.timestamp, m.subscription_type, m.body) for m in [poison, *good]
+    ]
+    await redis.enqueue_job(FOLD_JOB, encode_batch(again), _queue_name=settings.queue_name)
+    await drain()
+    async with sessions() as session:
+        letters = (await session.execute(text("SELECT message_id FROM dead_letters"))).all()
+        folded = await session.scalar(text("SELECT count(*) FROM chat_messages"))
+    assert [m for (m,) in letters] == [poison.message_id]
+    assert folded == 20
