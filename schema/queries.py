@@ -261,8 +261,11 @@ class HourRow:
 _HOURLY = text("""
     WITH live AS (
         SELECT h AS hour,
-               sum(extract(epoch FROM least(coalesce(s.ended_at, :now), h + interval '1 hour')
-                                      - greatest(s.started_at, h))) AS live_seconds
+               -- greatest(0, ...): an open session stamped by a sender clock slightly
+               -- ahead of ours has not started yet "now".
+               sum(greatest(0, extract(epoch FROM
+                   least(coalesce(s.ended_at, :now), h + interval '1 hour')
+                   - greatest(s.started_at, h)))) AS live_seconds
         FROM stream_sessions s,
              generate_series(greatest(date_trunc('hour', s.started_at, 'UTC'), :from_hour),
                              least(coalesce(s.ended_at, :now), :until),
@@ -281,7 +284,7 @@ _HOURLY = text("""
                max(viewer_count) AS peak,
                (sum(viewer_count::bigint * interval_seconds) / 3600.0)::float AS watched
         FROM viewer_samples
-        WHERE broadcaster_id = :b AND sampled_at >= :from_hour AND sampled_at < :until
+        WHERE broadcaster_id = :b AND sampled_at >= :from_hour AND sampled_at < :to_hour
         GROUP BY 1
     ), hours AS (
         SELECT hour FROM live UNION SELECT hour FROM chat UNION SELECT hour FROM samples
@@ -312,6 +315,7 @@ async def hourly(
             {
                 "b": broadcaster_id,
                 "from_hour": floor_hour(since),
+                "to_hour": ceil_hour(until),  # rows are whole hours, samples too
                 "until": until,
                 "now": now,
             },
@@ -351,8 +355,9 @@ _SUMMARY = text("""
     SELECT live.sessions, live.live_seconds, viewers.avg, viewers.peak, viewers.watched
     FROM (
         SELECT count(*) AS sessions,
-               coalesce(sum(extract(epoch FROM least(coalesce(ended_at, :now), :until)
-                                              - greatest(started_at, :since))), 0) AS live_seconds
+               coalesce(sum(greatest(0, extract(epoch FROM
+                   least(coalesce(ended_at, :now), :until) - greatest(started_at, :since)))),
+                   0) AS live_seconds
         FROM stream_sessions
         WHERE broadcaster_id = :b AND started_at < :until
           AND started_at >= coalesce((SELECT max(p.started_at) FROM stream_sessions p

@@ -92,6 +92,15 @@ class Settings(BaseSettings):
                 raise ValueError("each comma-separated key must be a Fernet key") from exc
         return value
 
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _cors_origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",") if o.strip()):
+            # Credentials are allowed: a wildcard would let any site read a user's data.
+            if origin == "*" or not origin.startswith(("http://", "https://")):
+                raise ValueError("list exact origins like https://app.example; '*' is refused")
+        return value
+
     @field_validator("public_base_url", "twitch_api_base", "twitch_auth_base")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
