@@ -127,7 +127,9 @@ async def _time(session: AsyncSession, query: Query, targets: list[str]) -> list
     return timings
 
 
-async def measure(env: Environment, quick: bool, repetitions: int) -> tuple[dict[str, Any], dict]:
+async def measure(
+    env: Environment, quick: bool, repetitions: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
     channels, days, big, big_size = (50, 30, 2, 300) if quick else (1_000, 365, 5, 1_500)
     per_rep = 50 if quick else 200
     now = datetime.now(UTC)
