@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from receiver.body import BodyDeadlines
 from receiver.queue import NotificationQueue
 from schema.settings import Settings
 from schema.twitch import TwitchClient
@@ -23,3 +24,4 @@ class Context:
     queue: NotificationQueue
     clock: Callable[[], datetime]
     twitch: TwitchClient | None = None
+    body_deadlines: BodyDeadlines = field(default_factory=BodyDeadlines)

@@ -7,28 +7,20 @@ or stored before the signature checks out.
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import structlog
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from receiver.body import Headers, read_body, read_headers
 from receiver.context import Context
 from receiver.metrics import NOTIFICATIONS
 from receiver.refusals import note_refusal
 from receiver.signature import check_fresh, verify
 from schema.channels import AUTH_LOST_REASONS, enqueue_disconnect, enqueue_token_check
-from schema.errors import (
-    BadRequest,
-    Forbidden,
-    MalformedHeaders,
-    PayloadTooLarge,
-    QueueUnavailable,
-    RequestTimeout,
-)
+from schema.errors import BadRequest, Forbidden, MalformedHeaders, QueueUnavailable
 from schema.events import (
     FOLDED_TYPES,
     Delivery,
@@ -46,101 +38,41 @@ from schema.subscriptions import (
 
 log = get_logger("receiver.eventsub")
 
-# Real notifications are 1-2 KiB; Standard Webhooks recommends staying under 20 KiB.
-MAX_BODY_BYTES = 64 * 1024
-# uvicorn has no body-read timeout of its own (RELIABILITY.md test 15).
-BODY_READ_TIMEOUT_SECONDS = 10.0
-MAX_MESSAGE_ID_LENGTH = 128
-
 NOTIFICATION = "notification"
 VERIFICATION = "webhook_callback_verification"
 REVOCATION = "revocation"
 
-
-@dataclass(frozen=True, slots=True)
-class Headers:
-    message_id: str
-    timestamp: str
-    signature: str
-    message_type: str
-    subscription_type: str | None
-    retry: str | None
-
-
-def _one(request: Request, name: str, *, required: bool = True) -> str | None:
-    values = request.headers.getlist(name)
-    if not values:
-        if required:
-            raise MalformedHeaders(f"missing header {name}")
-        return None
-    if len(values) > 1:
-        raise MalformedHeaders(f"header {name} given more than once")
-    return values[0]
-
-
-def read_headers(request: Request) -> Headers:
-    message_id = _one(request, "Twitch-Eventsub-Message-Id") or ""
-    if (
-        not 0 < len(message_id) <= MAX_MESSAGE_ID_LENGTH
-        or not message_id.isprintable()
-        or not message_id.isascii()
-    ):
-        raise MalformedHeaders(
-            "Twitch-Eventsub-Message-Id must be 1-128 printable ASCII characters"
-        )
-    return Headers(
-        message_id=message_id,
-        timestamp=_one(request, "Twitch-Eventsub-Message-Timestamp") or "",
-        signature=_one(request, "Twitch-Eventsub-Message-Signature") or "",
-        message_type=_one(request, "Twitch-Eventsub-Message-Type") or "",
-        subscription_type=_one(request, "Twitch-Eventsub-Subscription-Type", required=False),
-        retry=_one(request, "Twitch-Eventsub-Message-Retry", required=False),
-    )
-
-
-async def read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise BadRequest("Content-Length is not a number")
-        if int(declared) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise RequestTimeout("body not received in time") from None
-    except ClientDisconnect:
-        raise BadRequest("client disconnected while sending the body") from None
-    return b"".join(chunks)
+# Resolved once: a labelled child per outcome, not a label lookup per request.
+ACCEPTED = NOTIFICATIONS.labels(outcome="accepted")
+REFUSED = NOTIFICATIONS.labels(outcome="refused")
+IGNORED = NOTIFICATIONS.labels(outcome="ignored")
+REVOKED = NOTIFICATIONS.labels(outcome="revocation")
 
 
 async def callback(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     headers = read_headers(request)
-    body = await read_body(request)
+    body = await read_body(request, headers, ctx.body_deadlines)
+    try:
+        verify(
+            ctx.settings.eventsub_secrets,
+            headers.message_id,
+            headers.timestamp,
+            body,
+            headers.signature,
+        )
+        check_fresh(headers.timestamp, ctx.clock())
+    except Exception as exc:
+        REFUSED.inc()
+        log.info(
+            "eventsub.refused",
+            message_id=headers.message_id,
+            reason=getattr(exc, "code", type(exc).__name__),
+        )
+        raise
+    if headers.message_type == NOTIFICATION:
+        return await _notification(ctx, headers, body)
     with structlog.contextvars.bound_contextvars(message_id=headers.message_id):
-        try:
-            verify(
-                ctx.settings.eventsub_secrets,
-                headers.message_id,
-                headers.timestamp,
-                body,
-                headers.signature,
-            )
-            check_fresh(headers.timestamp, ctx.clock())
-        except Exception as exc:
-            NOTIFICATIONS.labels(outcome="refused").inc()
-            log.info("eventsub.refused", reason=getattr(exc, "code", type(exc).__name__))
-            raise
-        if headers.message_type == NOTIFICATION:
-            return await _notification(ctx, headers, body)
         if headers.message_type == VERIFICATION:
             return await _verification(ctx, body)
         if headers.message_type == REVOCATION:
@@ -154,8 +86,12 @@ async def _notification(ctx: Context, headers: Headers, body: bytes) -> Response
     if subscription_type is None:
         raise MalformedHeaders("missing header Twitch-Eventsub-Subscription-Type")
     if subscription_type not in FOLDED_TYPES:
-        NOTIFICATIONS.labels(outcome="ignored").inc()
-        log.info("eventsub.ignored_type", subscription_type=subscription_type[:100])
+        IGNORED.inc()
+        log.info(
+            "eventsub.ignored_type",
+            message_id=headers.message_id,
+            subscription_type=subscription_type[:100],
+        )
         return Response(status_code=204)
     try:
         await ctx.queue.accept(
@@ -165,7 +101,7 @@ async def _notification(ctx: Context, headers: Headers, body: bytes) -> Response
         # Twitch will retry, but not forever: mark the time as a possible chat gap.
         await note_refusal(ctx.sessions, parse_instant(headers.timestamp), ctx.clock())
         raise
-    NOTIFICATIONS.labels(outcome="accepted").inc()
+    ACCEPTED.inc()
     return Response(status_code=204)
 
 
@@ -208,7 +144,7 @@ async def _revocation(ctx: Context, body: bytes) -> Response:
         await record_revocation(session, subscription)
     if subscription.status in AUTH_LOST_REASONS:
         await _follow_lost_authorization(ctx, subscription)
-    NOTIFICATIONS.labels(outcome="revocation").inc()
+    REVOKED.inc()
     log.warning(
         "eventsub.revoked",
         subscription_id=subscription.id,

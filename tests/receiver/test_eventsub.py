@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from receiver.app import create_app
-from receiver.eventsub import MAX_BODY_BYTES
+from receiver.body import MAX_BODY_BYTES
 from schema.settings import Settings
 from streamfold.eventsub_sender import (
     challenge_body,
