@@ -323,3 +323,33 @@ async def test_revocation_that_needs_the_queue_gets_503_while_redis_is_down(
         )
     assert response.status_code == 503  # Twitch retries; the retry finds Redis back
     assert set(response.json()) == {"error", "detail"}
+
+
+async def test_a_body_that_never_finishes_is_cut_off_with_408(
+    settings: Settings, clock: Clock
+) -> None:
+    from receiver.body import BodyDeadlines
+
+    app = create_app(settings, clock=clock)
+    async with serve(app) as base:
+        app.state.ctx.body_deadlines = BodyDeadlines(0.5)
+        message = chat(clock)
+        host, port = base.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        head = "".join(f"{k}: {v}\r\n" for k, v in message.headers().items())
+        writer.write(
+            f"POST /eventsub/callback HTTP/1.1\r\nHost: x\r\nContent-Length: {len(message.body)}"
+            f"\r\n{head}\r\n".encode()
+            + message.body[:10]
+        )
+        await writer.drain()
+        async with asyncio.timeout(5):
+            status_line = await reader.readline()
+        writer.close()
+        assert status_line.split()[1] == b"408"
+        # Other requests are unaffected.
+        async with httpx.AsyncClient(base_url=base) as client:
+            ok = await client.post(
+                "/eventsub/callback", content=message.body, headers=message.headers()
+            )
+        assert ok.status_code == 204
