@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -50,6 +51,10 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             twitch=twitch,
         )
         await _warn_if_redis_may_evict(redis)
+        # Everything made so far lives as long as the process: keep it out of the
+        # collector's full passes, which otherwise stall every request in flight.
+        gc.collect()
+        gc.freeze()
         ensure = start_app_subscriptions(app.state.ctx)
         try:
             yield
