@@ -8,7 +8,11 @@ batch keeps the receiver near it and hands the worker batches to fold.
 
 from __future__ import annotations
 
+import time
+
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
+from arq.jobs import serialize_job
 from redis.exceptions import RedisError
 
 from schema.batching import GroupWriter
@@ -21,6 +25,9 @@ log = get_logger("receiver.queue")
 
 # Deliveries per job: ~1 KiB each, so a job stays well under a megabyte.
 MAX_DELIVERIES_PER_JOB = 500
+# A queued job that no worker starts within this time expires (arq then fails it as
+# "job expired"): a week covers any worker outage worth surviving.
+JOB_EXPIRES_MS = 7 * 24 * 3600 * 1000
 # A write that starts from idle after a small one waits this long for company. A worker
 # pays about 1 ms of arq bookkeeping per job (LIMITS.md), so 1,000 requests/s arriving
 # one by one would be 1,000 jobs/s, at a worker's ceiling; 5 ms here makes them about
@@ -63,10 +70,24 @@ class NotificationQueue:
             raise QueueUnavailable("the queue cannot take notifications right now") from None
 
     async def _enqueue(self, deliveries: list[Delivery]) -> None:
-        # None back means a job with this id is already queued or running: accepted.
-        await self._redis.enqueue_job(
+        """One round trip: the arq job and its queue entry in one MULTI/EXEC.
+
+        arq's ``enqueue_job`` first WATCHes the job key and checks it is new (three round
+        trips). We need not ask: a job id is derived from the message ids it carries, so
+        an existing job with this id carries the same deliveries, and PostgreSQL's
+        ledger, not the job id, decides what is folded.
+        """
+        job_id = fold_job_id(deliveries)
+        now_ms = int(time.time() * 1000)
+        job = serialize_job(
             FOLD_JOB,
-            encode_batch(deliveries),
-            _job_id=fold_job_id(deliveries),
-            _queue_name=self._queue_name,
+            (encode_batch(deliveries),),
+            {},
+            None,
+            now_ms,
+            serializer=self._redis.job_serializer,
         )
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.psetex(job_key_prefix + job_id, JOB_EXPIRES_MS, job)
+            pipe.zadd(self._queue_name, {job_id: now_ms})
+            await pipe.execute()
