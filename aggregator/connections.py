@@ -170,7 +170,7 @@ async def _check_one(
             await mark_validated(session, user_id, now)
             return "validated"
         except InvalidRefreshToken:
-            pass
+            log.info("token.refresh_invalid", user_id=user_id)  # falls through: disconnect
         except TwitchUnavailable:
             return "transient"
     # Product rule: a refresh that fails as invalid disconnects (PROTOCOL.md 5.5).
