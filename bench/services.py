@@ -35,27 +35,7 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _admin_url() -> str:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return Settings(database_url=url).database_url or url
-    local = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    if embedded.tcp_reachable(local, 5432):
-        return local
-    return embedded.start_postgres(ROOT / ".streamfold" / "bench")
-
-
-def _redis_url() -> str:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        return url
-    local = "redis://127.0.0.1:6379/0"
-    if embedded.tcp_reachable(local, 6379):
-        return local
-    return embedded.start_redis(ROOT / ".streamfold" / "bench")
+    return embedded.libpq_url(url)
 
 
 @dataclass(frozen=True)
@@ -93,7 +73,7 @@ class Environment:
 @contextlib.contextmanager
 def environment() -> Iterator[Environment]:
     """A migrated throwaway database and a private queue name, removed afterwards."""
-    admin = _admin_url()
+    admin = embedded.postgres_url(os.environ.get("DATABASE_URL"), ROOT / ".streamfold" / "bench")
     run_id = uuid.uuid4().hex[:10]
     name = f"streamfold_bench_{run_id}"
     with psycopg.connect(libpq(admin), autocommit=True) as conn:
@@ -101,7 +81,12 @@ def environment() -> Iterator[Environment]:
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade_head(url)
-        yield Environment(url, _redis_url(), f"streamfold-bench:{run_id}:queue", run_id)
+        yield Environment(
+            url,
+            embedded.redis_url(os.environ.get("REDIS_URL"), ROOT / ".streamfold" / "bench"),
+            f"streamfold-bench:{run_id}:queue",
+            run_id,
+        )
     finally:
         with psycopg.connect(libpq(admin), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
