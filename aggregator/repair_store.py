@@ -60,10 +60,21 @@ _SAMPLES = text("""
 """)
 
 # A session's title and category are the latest Helix reported.
+# Titles of channels this run did not lock: a row a fold is writing right now is skipped
+# (the next run catches up) instead of waited for, which could deadlock against the
+# fold's per-channel locks taken in the other order.
 _TITLES = text("""
+    WITH x AS (
+        SELECT * FROM unnest(CAST(:s AS text[]), CAST(:t AS text[]), CAST(:g AS text[]))
+            AS x(s, t, g)
+    ), free AS (
+        SELECT l.id FROM stream_sessions AS l JOIN x ON l.id = x.s
+        WHERE l.title IS DISTINCT FROM x.t OR l.game_name IS DISTINCT FROM x.g
+        ORDER BY l.id
+        FOR UPDATE OF l SKIP LOCKED
+    )
     UPDATE stream_sessions AS s SET title = x.t, game_name = x.g, updated_at = now()
-    FROM unnest(CAST(:s AS text[]), CAST(:t AS text[]), CAST(:g AS text[])) AS x(s, t, g)
-    WHERE s.id = x.s AND (s.title IS DISTINCT FROM x.t OR s.game_name IS DISTINCT FROM x.g)
+    FROM x WHERE s.id = x.s AND s.id IN (SELECT id FROM free)
 """)
 
 

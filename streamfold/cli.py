@@ -1,4 +1,4 @@
-"""The ``streamfold`` command for operators: run, inspect, exercise."""
+"""The streamfold command for operators: run, inspect, exercise."""
 
 from __future__ import annotations
 
