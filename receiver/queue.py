@@ -13,6 +13,9 @@ import time
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 from arq.jobs import serialize_job
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from schema.batching import GroupWriter
@@ -47,6 +50,11 @@ def connect_redis(redis_url: str) -> ArqRedis:
         socket_timeout=1.0,
         health_check_interval=10,
         max_connections=64,
+        # After a Redis restart every pooled connection is dead; one immediate retry on a
+        # fresh connection spares a 503 per stale connection. A timeout is not retried:
+        # a hung Redis must still give a quick 503.
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError],
     )
 
 
