@@ -87,13 +87,12 @@ class ChannelRepairs:
         return self.open is not None or bool(self.estimates)
 
 
-def sample_interval(previous: datetime, now: datetime, interval: timedelta) -> int:
-    """Seconds the sample taken at ``now`` stands for: since the stream's previous sample
-    (or its start), so ``hours_watched`` follows the interval runs actually had. Capped
-    at two intervals: one skipped or failed run is bridged, a long outage is not
-    invented from one reading."""
-    elapsed = (now - previous).total_seconds()
-    return int(max(1.0, min(elapsed, 2 * interval.total_seconds())))
+def sample_interval(interval: timedelta) -> int:
+    """Seconds a sample stands for: the sampling interval, by the definition of
+    ``hours_watched`` (sum of viewer_count x sampling interval). A run's own timing
+    jitter or a stream's start between two polls does not change what a sample is
+    worth, so the figure is reproducible from the samples and the configuration."""
+    return max(1, int(interval.total_seconds()))
 
 
 def plan_channel(
@@ -138,12 +137,11 @@ def plan_channel(
             repairs.closed += 1
 
     if fresh is not None:
-        previous = current.last_sample_at if current is not None else None
         repairs.sample = Sample(
             broadcaster_id=fresh.broadcaster_id,
             stream_id=fresh.stream_id,
             viewer_count=max(0, fresh.viewer_count),
-            interval_seconds=sample_interval(previous or fresh.started_at, now, interval),
+            interval_seconds=sample_interval(interval),
             title=fresh.title,
             game_name=fresh.game_name,
         )

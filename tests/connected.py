@@ -17,7 +17,7 @@ from aggregator.worker import create_worker
 from receiver.app import create_app
 from schema.settings import Settings
 from tests.conftest import free_port, serve
-from tests.twitch_standin import StandinUser, TwitchStandin, point_at
+from tests.twitch_standin import StandinUser, TwitchStandin, forget_app_token, point_at
 
 BOT = ("9001", "streamfold_bot")
 STREAMER = ("1337", "coolstreamer")
@@ -75,6 +75,7 @@ async def connected(
             "eventsub_ensure_at_startup": ensure_at_startup,
         }
         wired = Settings(**values)
+        await forget_app_token(wired)
         async with (
             serve(create_app(wired), port=port) as app_url,
             httpx.AsyncClient(base_url=app_url, follow_redirects=True, timeout=15) as browser,

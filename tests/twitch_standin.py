@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import msgspec
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -29,6 +30,7 @@ from starlette.routing import Route
 
 from receiver.signature import sign
 from schema.settings import Settings
+from schema.twitch.app_token import cache_key
 
 LIVE = ("enabled", "webhook_callback_verification_pending")
 # Scopes Twitch requires before a chat subscription may be created (PROTOCOL.md 4.3, 5.10).
@@ -102,6 +104,17 @@ def challenge_echo_app() -> Starlette:
         return Response(body.get("challenge", ""), media_type="text/plain")
 
     return Starlette(routes=[Route("/eventsub/callback", echo, methods=["POST"])])
+
+
+async def forget_app_token(settings: Settings) -> None:
+    """Drop the cached app token for this stand-in's URL: a stand-in started later on a
+    port an earlier one used would otherwise get that one's token, answer 401 and make
+    the client renew it, one call more than the test counts."""
+    redis = Redis.from_url(settings.redis_url or "")
+    try:
+        await redis.delete(cache_key(settings.twitch_client_id or "", settings.twitch_auth_base))
+    finally:
+        await redis.aclose()
 
 
 def point_at(settings: Settings, base_url: str) -> Settings:

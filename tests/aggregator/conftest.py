@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from schema.settings import Settings
 from tests.aggregator.reconcile_rig import NOWHERE, Rig
 from tests.conftest import serve
-from tests.twitch_standin import TwitchStandin, point_at
+from tests.twitch_standin import TwitchStandin, forget_app_token, point_at
 
 
 @pytest.fixture
@@ -24,5 +24,6 @@ async def rig(
     standin = TwitchStandin()
     async with serve(standin.app) as url:
         pointed = point_at(settings, url).model_copy(update={"public_base_url": NOWHERE})
+        await forget_app_token(pointed)
         yield Rig(standin, pointed, engine, sessions, redis)
         await standin.settled()

@@ -52,8 +52,8 @@ def test_a_live_channel_without_a_session_gets_one_from_helix_and_a_sample() -> 
     assert repairs.estimates == []
     assert repairs.sample is not None
     assert (repairs.sample.stream_id, repairs.sample.viewer_count) == ("s2", 7)
-    # First sample of a stream 30 minutes old: it stands for at most two intervals.
-    assert repairs.sample.interval_seconds == 600
+    # Every sample stands for one sampling interval, the first of a stream included.
+    assert repairs.sample.interval_seconds == 300
 
 
 def test_a_live_channel_with_its_open_session_only_samples() -> None:
@@ -116,13 +116,12 @@ def test_a_stream_we_closed_that_helix_lists_again_is_reopened() -> None:
     assert [(e.session_id, e.ended_at) for e in repairs.estimates] == [("s1", None)]
     assert repairs.reopened == 1
     assert repairs.sample is not None
-    assert repairs.sample.interval_seconds == 480
+    assert repairs.sample.interval_seconds == 300
 
 
-def test_sample_interval_is_bounded() -> None:
-    assert sample_interval(NOW - 5 * MIN, NOW, INTERVAL) == 300
-    assert sample_interval(NOW - 120 * MIN, NOW, INTERVAL) == 600
-    assert sample_interval(NOW + MIN, NOW, INTERVAL) == 1
+def test_a_sample_stands_for_the_sampling_interval() -> None:
+    assert sample_interval(INTERVAL) == 300
+    assert sample_interval(timedelta(seconds=10)) == 10
 
 
 @pytest.mark.parametrize(

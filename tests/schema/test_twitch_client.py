@@ -31,6 +31,10 @@ SUB_SECRET = "subscription-secret-0123"
 @pytest.fixture
 async def shared_redis(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
+    # App tokens cached by earlier stand-ins (a later one may reuse a port) must not leak in.
+    stale = [k async for k in client.scan_iter(match="streamfold:twitch:app-token:*")]
+    if stale:
+        await client.delete(*stale)
     yield client
     await client.aclose()
 
