@@ -11,41 +11,20 @@ listing through the same client, with no database work.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
 
-from bench.services import Environment, free_port
+from bench.services import Environment
 from bench.stats import Row
 from receiver.queue import connect_redis
 from schema.db import create_engine, create_sessionmaker
+from streamfold.serving import serve
 
 FERNET_KEY = "PMTMaeXo8xDgzfqx186p997eDuCdevBsfhkN0mC-_Lw="
-
-
-@contextlib.asynccontextmanager
-async def _serve(app: Any) -> AsyncIterator[str]:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def _one(env: Environment, channels: list[str], *, baseline: bool) -> dict[str, Any]:
@@ -58,7 +37,7 @@ async def _one(env: Environment, channels: list[str], *, baseline: bool) -> dict
     engine = create_engine(env.database_url, pool_size=2)
     redis = connect_redis(env.redis_url)
     try:
-        async with _serve(standin.app) as url:
+        async with serve(standin.app, lifespan="off") as url:
             settings = point_at(
                 env.settings(
                     twitch_client_id="test-client-id",

@@ -9,9 +9,7 @@ each test gets its own copy and its own arq queue name, removed afterwards.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
@@ -21,7 +19,6 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from arq.connections import ArqRedis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -32,7 +29,9 @@ from schema.db import create_engine, create_sessionmaker
 from schema.jobs import failed_batches_key
 from schema.settings import Settings
 from streamfold import embedded
+from streamfold.embedded import free_port as free_port  # re-exported for the tests
 from streamfold.migrate import upgrade_head
+from streamfold.serving import serve as serve  # re-exported for the tests
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "streamfold-test-secret-0123456789"
@@ -153,33 +152,6 @@ async def eventually(
             if result:
                 return
             await asyncio.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any, *, port: int | None = None) -> AsyncIterator[str]:
-    """Run an ASGI app under a real uvicorn server (on a free port unless ``port`` is
-    given, e.g. when the app must know its own URL); yield its base URL."""
-    port = port or free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", loop="asyncio"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture

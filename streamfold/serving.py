@@ -1,0 +1,36 @@
+"""An ASGI app under a real uvicorn server inside the running event loop: used where a
+test or a benchmark needs real HTTP without a separate process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import uvicorn
+
+from streamfold.embedded import free_port
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    app: Any, *, port: int | None = None, lifespan: Literal["on", "off"] = "on"
+) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 (a free port unless ``port`` is given, e.g. when the app
+    must know its own URL) until the block ends; yield its base URL."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, loop="asyncio"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # start-up failed: raise why
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
