@@ -11,6 +11,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import text
@@ -130,26 +131,22 @@ async def identify(session: AsyncSession, settings: Settings, request: Request) 
         if not token.startswith(API_TOKEN_PREFIX):
             return None
         row = (await session.execute(_IDENTITY_BY_TOKEN, {"h": hash_api_token(token)})).first()
-        if row is None:
-            return None
-        return Identity(
-            row.id,
-            row.login,
-            bool(row.is_streamer),
-            row.id in settings.operator_ids,
-            via="api_token",
-        )
+        return None if row is None else _identity(row, settings, via="api_token")
     session_id = session_id_from_cookie(settings, request)
     if session_id is None:
         return None
     row = (await session.execute(_IDENTITY_BY_SESSION, {"sid": session_id})).first()
     if row is None:
         return None
+    return _identity(row, settings, via="session", session_id=row.session_id)
+
+
+def _identity(row: Any, settings: Settings, *, via: str, session_id: str | None = None) -> Identity:
     return Identity(
         row.id,
         row.login,
         bool(row.is_streamer),
         row.id in settings.operator_ids,
-        via="session",
-        session_id=row.session_id,
+        via=via,
+        session_id=session_id,
     )

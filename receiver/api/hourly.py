@@ -21,7 +21,7 @@ COLUMNS = shapes.HourRow.__struct_fields__
 
 
 def to_wire(row: queries.HourRow) -> shapes.HourRow:
-    return shapes.HourRow(**{name: getattr(row, name) for name in COLUMNS})
+    return shapes.project(shapes.HourRow, row)
 
 
 async def list_hours(call: Call) -> Response:

@@ -22,7 +22,7 @@ COLUMNS = shapes.Session.__struct_fields__
 
 
 def to_wire(row: queries.SessionRow) -> shapes.Session:
-    return shapes.Session(**{name: getattr(row, name) for name in COLUMNS})
+    return shapes.project(shapes.Session, row)
 
 
 async def list_sessions(call: Call) -> Response:

@@ -8,9 +8,19 @@ with a ``Z``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def project(shape: type[S], row: object, **given: Any) -> S:
+    """``shape`` from a read-model row whose attributes carry the same names (the
+    read models name their fields after the API's), plus fields ``given`` here."""
+    names = [n for n in shape.__struct_fields__ if n not in given]
+    return shape(**{n: getattr(row, n) for n in names}, **given)
+
 
 Instant = Annotated[
     datetime,

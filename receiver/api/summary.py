@@ -20,16 +20,11 @@ async def channel_summary(call: Call) -> Response:
         call.session, broadcaster_id, window.since, window.until, now=call.now
     )
     return render.json_response(
-        shapes.Summary(
+        shapes.project(
+            shapes.Summary,
+            total,
             broadcaster_id=broadcaster_id,
             since=window.since,
             until=window.until,
-            hours_streamed=total.hours_streamed,
-            sessions=total.sessions,
-            chat_messages=total.chat_messages,
-            unique_chatters=total.unique_chatters,
-            avg_viewers=total.avg_viewers,
-            peak_viewers=total.peak_viewers,
-            hours_watched=total.hours_watched,
         )
     )
