@@ -16,6 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 HOUR = timedelta(hours=1)
 
+# Live time is counted in whole seconds, one way everywhere: each session's start and stop
+# are floored to the second first, then durations, hour shares and window totals are
+# differences of those instants. Hour tops are whole seconds, so the hour shares of a
+# session add up to its ``duration_seconds`` exactly; rounding each share on its own would
+# not (0.6 s + 0.6 s of two hours round to 2 s of a 1 s session).
+
 
 def floor_hour(t: datetime) -> datetime:
     t = t.astimezone(UTC)
@@ -158,6 +164,8 @@ _SESSIONS = text("""
     )
     SELECT sp.id, sp.broadcaster_id, sp.started_at, sp.ended_at, sp.stop,
            sp.started_by, sp.ended_by,
+           extract(epoch FROM date_trunc('second', sp.stop, 'UTC')
+                              - date_trunc('second', sp.started_at, 'UTC')) AS duration_seconds,
            coalesce(sp.title, v.title) AS title, coalesce(sp.game_name, v.game_name) AS game_name,
            v.peak, v.avg, v.watched, c.messages, c.chatters,
            NOT EXISTS (
@@ -206,7 +214,9 @@ async def sessions(
     before: tuple[datetime, str] | None = None,
 ) -> list[SessionRow]:
     """Sessions overlapping ``[since, until)``, newest first; ``before`` is the keyset
-    cursor (start, id) of the last row of the previous page."""
+    cursor (start, id) of the last row of the previous page. An empty window has none."""
+    if until <= since:
+        return []
     rows = (
         await session.execute(
             _SESSIONS,
@@ -227,7 +237,7 @@ async def sessions(
             broadcaster_id=r.broadcaster_id,
             started_at=r.started_at,
             ended_at=r.ended_at,
-            duration_seconds=int((r.stop - r.started_at).total_seconds()),
+            duration_seconds=int(r.duration_seconds),
             chat_messages=int(r.messages),
             unique_chatters=int(r.chatters),
             peak_viewers=r.peak,
@@ -259,22 +269,26 @@ class HourRow:
 
 
 _HOURLY = text("""
-    WITH live AS (
-        SELECT h AS hour,
-               -- greatest(0, ...): an open session stamped by a sender clock slightly
-               -- ahead of ours has not started yet "now".
-               sum(greatest(0, extract(epoch FROM
-                   least(coalesce(s.ended_at, :now), h + interval '1 hour')
-                   - greatest(s.started_at, h)))) AS live_seconds
-        FROM stream_sessions s,
-             generate_series(greatest(date_trunc('hour', s.started_at, 'UTC'), :from_hour),
-                             least(coalesce(s.ended_at, :now), :until),
-                             interval '1 hour') AS h
+    WITH spans AS (
+        SELECT date_trunc('second', s.started_at, 'UTC') AS start_s,
+               date_trunc('second', coalesce(s.ended_at, :now), 'UTC') AS stop_s
+        FROM stream_sessions s
         WHERE s.broadcaster_id = :b AND s.started_at < :until
           AND s.started_at >= coalesce((SELECT max(p.started_at) FROM stream_sessions p
                          WHERE p.broadcaster_id = :b AND p.started_at < :from_hour), :from_hour)
           AND coalesce(s.ended_at, :now) > :from_hour
-          AND h < coalesce(s.ended_at, :now) AND h < :until
+    ), live AS (
+        SELECT h AS hour,
+               -- greatest(0, ...): an open session stamped by a sender clock slightly
+               -- ahead of ours has not started yet "now".
+               sum(greatest(0, extract(epoch FROM
+                   least(sp.stop_s, h + interval '1 hour') - greatest(sp.start_s, h))))
+                   AS live_seconds
+        FROM spans sp,
+             generate_series(greatest(date_trunc('hour', sp.start_s, 'UTC'), :from_hour),
+                             least(sp.stop_s, :until),
+                             interval '1 hour') AS h
+        WHERE h < sp.stop_s AND h < :until
         GROUP BY h
     ), chat AS (
         SELECT hour, chat_messages, unique_chatters FROM channel_hours
@@ -308,7 +322,10 @@ _HOURLY = text("""
 async def hourly(
     session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime, *, now: datetime
 ) -> list[HourRow]:
-    """One row per UTC hour in the window that saw live time, chat or a viewer sample."""
+    """One row per UTC hour in the window that saw live time, chat or a viewer sample.
+    An empty window has none (not even the hour it lies in)."""
+    if until <= since:
+        return []
     rows = (
         await session.execute(
             _HOURLY,
@@ -324,7 +341,7 @@ async def hourly(
     return [
         HourRow(
             hour=r.hour,
-            live_seconds=round(r.live_seconds),
+            live_seconds=int(r.live_seconds),  # whole seconds already
             chat_messages=int(r.chat_messages),
             unique_chatters=int(r.unique_chatters),
             avg_viewers=r.avg,
@@ -356,7 +373,8 @@ _SUMMARY = text("""
     FROM (
         SELECT count(*) AS sessions,
                coalesce(sum(greatest(0, extract(epoch FROM
-                   least(coalesce(ended_at, :now), :until) - greatest(started_at, :since)))),
+                   least(date_trunc('second', coalesce(ended_at, :now), 'UTC'), :until)
+                   - greatest(date_trunc('second', started_at, 'UTC'), :since)))),
                    0) AS live_seconds
         FROM stream_sessions
         WHERE broadcaster_id = :b AND started_at < :until
@@ -375,6 +393,8 @@ _SUMMARY = text("""
 async def summary(
     session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime, *, now: datetime
 ) -> Summary:
+    if until <= since:  # an empty window: nothing streamed, nothing sampled
+        return Summary(0.0, 0, 0, 0, None, None, None)
     params = {"b": broadcaster_id, "since": since, "until": until, "now": now}
     row = (await session.execute(_SUMMARY, params)).one()
     chat = await chat_totals(session, broadcaster_id, since, min(until, now))

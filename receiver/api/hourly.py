@@ -48,7 +48,7 @@ async def _hours_by_week(
 ) -> AsyncIterator[Sequence[queries.HourRow]]:
     start = queries.floor_hour(window.since)
     async with ctx.sessions() as session:
-        while start < window.until:
+        while start < window.until and not window.empty:
             stop = min(start + CSV_CHUNK, window.until)
             yield await queries.hourly(session, broadcaster_id, start, stop, now=now)
             start = stop

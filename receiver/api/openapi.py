@@ -44,7 +44,8 @@ their own chat statistics; operators read every channel. Anonymous calls get 401
 others' data 403. Every error body is `{"error": "<code>", "detail": "<text>"}`.
 
 Windows: `since`/`until` as RFC 3339 instants (default: the 7 days up to now), or
-`window=24h|7d|30d|90d` ending at `until`; at most 366 days. Instants in responses are
+`window=24h|7d|30d|90d` ending at `until`; at most 366 days. A `since` after now with no
+`until` is an empty window: no rows, zero totals. Instants in responses are
 RFC 3339 UTC with a `Z`; hours are UTC tops of the hour.
 """
 

@@ -72,8 +72,14 @@ class QueryGroup(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Window:
+    """``[since, until)``; empty (``since == until``) when ``since`` lies after now."""
+
     since: datetime
     until: datetime
+
+    @property
+    def empty(self) -> bool:
+        return self.since >= self.until
 
 
 def parse_instant(name: str, raw: str) -> datetime:
@@ -95,7 +101,8 @@ def parse_instant(name: str, raw: str) -> datetime:
 
 
 def parse_window(inputs: Inputs) -> Window:
-    """``since``/``until`` (default: the 7 days up to now), or ``window`` up to ``until``."""
+    """``since``/``until`` (default: the 7 days up to now), or ``window`` up to ``until``.
+    A ``since`` at or after now without ``until`` is the empty window at ``since``."""
     query = inputs.query
     window = query.get("window")
     until = parse_instant("until", query["until"]) if "until" in query else inputs.now
@@ -106,6 +113,10 @@ def parse_window(inputs: Inputs) -> Window:
             raise InvalidParameter("window", "give either window or since, not both")
         return Window(until - WINDOWS[window], until)
     since = parse_instant("since", query["since"]) if "since" in query else until - DEFAULT_WINDOW
+    if "until" not in query and since >= until:
+        # "Since" after now (a client clock running ahead, or "what came after the last
+        # session I showed") asks for an empty window, not for a wrong one.
+        return Window(since, since)
     if since >= until:
         raise InvalidParameter("since", "must be before until")
     if until - since > MAX_WINDOW:

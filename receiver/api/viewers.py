@@ -20,7 +20,8 @@ from schema.viewer_stats import viewer_periods
 async def my_stats(call: Call) -> Response:
     window = call.arg(params.WINDOW)
     unit = call.arg(params.GRANULARITY)
-    since, until = floor_hour(window.since), ceil_hour(window.until)
+    since = floor_hour(window.since)
+    until = since if window.empty else ceil_hour(window.until)  # empty stays empty
     rows = await viewer_periods(call.session, call.who.user_id, since, until, unit=unit)
     channels = []
     for broadcaster_id, group in groupby(rows, key=lambda r: r.broadcaster_id):

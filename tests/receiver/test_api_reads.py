@@ -296,3 +296,38 @@ async def test_me_says_who_i_am_and_what_i_may_read(
         "reads_all_channels": False,
         "authenticated_by": "session",
     }
+
+
+async def test_a_since_after_now_without_until_is_an_empty_window_not_an_error(
+    receiver: httpx.AsyncClient, alice: dict[str, str]
+) -> None:
+    # A client clock a minute ahead, while s3 is still live: nothing has happened yet.
+    ahead = {"since": "2024-05-06T10:31:00Z"}
+    base = f"/api/channels/{ALICE}"
+    sessions = await receiver.get(f"{base}/sessions", params=ahead, headers=alice)
+    assert sessions.status_code == 200, sessions.text
+    assert sessions.json()["sessions"] == []
+    assert (sessions.json()["since"], sessions.json()["until"]) == (
+        "2024-05-06T10:31:00Z",
+        "2024-05-06T10:31:00Z",
+    )
+    hourly = await receiver.get(f"{base}/hourly", params=ahead, headers=alice)
+    assert (hourly.status_code, hourly.json()["hours"]) == (200, [])
+    as_csv = await receiver.get(f"{base}/hourly", params={**ahead, "format": "csv"}, headers=alice)
+    assert as_csv.status_code == 200
+    assert as_csv.text.splitlines() == [",".join(HOUR_FIELDS)]
+    summary = (await receiver.get(f"{base}/summary", params=ahead, headers=alice)).json()
+    assert {k: summary[k] for k in SUMMARY_FIELDS} == {
+        "hours_streamed": 0.0, "sessions": 0, "chat_messages": 0, "unique_chatters": 0,
+        "avg_viewers": None, "peak_viewers": None, "hours_watched": None,
+    }  # fmt: skip
+    # Exactly now is empty too; the explicit contradiction stays a 422.
+    now = await receiver.get(f"{base}/hourly", params={"since": "2024-05-06T10:30:00Z"}, headers=alice)
+    assert (now.status_code, now.json()["hours"]) == (200, [])
+    both = await receiver.get(
+        f"{base}/hourly",
+        params={"since": "2024-05-06T10:31:00Z", "until": "2024-05-06T10:31:00Z"},
+        headers=alice,
+    )
+    assert (both.status_code, both.json()["error"]) == (422, "invalid_parameter")
+    assert both.json()["detail"] == "since: must be before until"
