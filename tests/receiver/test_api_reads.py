@@ -322,7 +322,8 @@ async def test_a_since_after_now_without_until_is_an_empty_window_not_an_error(
         "avg_viewers": None, "peak_viewers": None, "hours_watched": None,
     }  # fmt: skip
     # Exactly now is empty too; the explicit contradiction stays a 422.
-    now = await receiver.get(f"{base}/hourly", params={"since": "2024-05-06T10:30:00Z"}, headers=alice)
+    at_now = {"since": "2024-05-06T10:30:00Z"}
+    now = await receiver.get(f"{base}/hourly", params=at_now, headers=alice)
     assert (now.status_code, now.json()["hours"]) == (200, [])
     both = await receiver.get(
         f"{base}/hourly",
