@@ -100,9 +100,7 @@ def test_the_hours_of_a_closed_session_add_up_to_its_duration_exactly(
 ) -> None:
     start = datetime(2024, 5, 4, tzinfo=UTC) + timedelta(microseconds=start_us)
     end = start + timedelta(microseconds=length_us)
-    duration, live, hours_streamed = asyncio.run(
-        _closed_session_figures(database_url, start, end)
-    )
+    duration, live, hours_streamed = asyncio.run(_closed_session_figures(database_url, start, end))
     assert sum(live) == duration
     assert all(0 <= seconds <= 3600 for seconds in live)
     assert abs(duration - (end - start).total_seconds()) < 1
