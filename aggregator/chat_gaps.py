@@ -29,13 +29,17 @@ from aggregator.repairs import (
 )
 from schema.events import CHAT_MESSAGE
 
+# A blocked channel's revoked chat subscription is deleted by the next sync and not
+# re-created; the revocation noted on the channel still names the gap and its start.
 _STATES = text("""
     SELECT c.broadcaster_id,
            coalesce(bool_or(s.status = 'enabled'), false) AS enabled,
            max(s.updated_at) FILTER (WHERE s.status = 'enabled') AS enabled_at,
-           max(s.revoked_at) AS revoked_at,
-           (array_agg(s.status ORDER BY s.updated_at DESC)
-                FILTER (WHERE s.status <> 'enabled'))[1] AS status
+           coalesce(max(s.revoked_at),
+                    CASE WHEN c.chat_blocked THEN c.chat_revoked_at END) AS revoked_at,
+           coalesce((array_agg(s.status ORDER BY s.updated_at DESC)
+                         FILTER (WHERE s.status <> 'enabled'))[1],
+                    CASE WHEN c.chat_blocked THEN c.chat_revocation END) AS status
     FROM channels c
     LEFT JOIN eventsub_subscriptions s ON s.broadcaster_id = c.broadcaster_id AND s.type = :type
     WHERE c.connected

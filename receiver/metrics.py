@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from schema.jobs import failed_batches_key
+from schema.subscriptions import CHAT_BLOCKED_REASONS
 
 REGISTRY = CollectorRegistry()
 NOTIFICATIONS = Counter(
@@ -48,6 +49,17 @@ JOB_LAST_SUCCESS = Gauge(
     ["job"],
     registry=REGISTRY,
 )
+CHAT_BLOCKED = Gauge(
+    "streamfold_chat_blocked_channels",
+    "Connected channels whose chat subscription waits for a person (bot banned, moderator"
+    " status lost), by revocation reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+_CHAT_BLOCKED = text("""
+    SELECT chat_revocation AS reason, count(*) AS n FROM channels
+    WHERE connected AND chat_blocked GROUP BY 1
+""")
 _JOB_RUNS_24H = text("""
     SELECT job, outcome, count(*) AS n FROM job_runs
     WHERE started_at > now() - interval '24 hours' GROUP BY 1, 2
@@ -66,6 +78,14 @@ async def _job_gauges(session: AsyncSession) -> None:
         JOB_LAST_SUCCESS.labels(job=row.job).set(float(row.at))
 
 
+async def _chat_gauges(session: AsyncSession) -> None:
+    CHAT_BLOCKED.clear()
+    for reason in CHAT_BLOCKED_REASONS:  # present at 0, so alerts can compare
+        CHAT_BLOCKED.labels(reason=reason).set(0)
+    for row in await session.execute(_CHAT_BLOCKED):
+        CHAT_BLOCKED.labels(reason=row.reason or "unknown").set(row.n)
+
+
 async def metrics(request: Request) -> Response:
     ctx = request.app.state.ctx
     try:
@@ -78,6 +98,7 @@ async def metrics(request: Request) -> Response:
             count = await session.execute(text("SELECT count(*) FROM dead_letters"))
             DEAD_LETTERS.set(count.scalar_one())
             await _job_gauges(session)
+            await _chat_gauges(session)
     except Exception:
         DEAD_LETTERS.set(float("nan"))
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

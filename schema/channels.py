@@ -47,13 +47,16 @@ class Disconnected:
 async def connect_channel(
     session: AsyncSession, broadcaster_id: str, login: str, display_name: str
 ) -> None:
+    """Connected (again). Connecting is the streamer acting, so chat that waited for a
+    person (``chat_blocked``: the bot banned there, say) is tried again."""
     await session.execute(
         text("""
             INSERT INTO channels (broadcaster_id, login, display_name, connected, connected_at)
             VALUES (:id, :login, :name, true, now())
             ON CONFLICT (broadcaster_id) DO UPDATE
                 SET login = excluded.login, display_name = excluded.display_name,
-                    connected = true, connected_at = now(), disconnected_at = NULL
+                    connected = true, connected_at = now(), disconnected_at = NULL,
+                    chat_blocked = false
         """),
         {"id": broadcaster_id, "login": login, "name": display_name},
     )

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schema.events import WireSubscription
+from schema.events import CHAT_MESSAGE, WireSubscription
 from schema.twitch.models import Subscription
 
 # Twitch sends the challenge right after accepting the create call, possibly before our
@@ -55,9 +55,33 @@ async def record_verified(session: AsyncSession, subscription: WireSubscription)
     await upsert_subscription(session, subscription, status="enabled")
 
 
+# Chat revocations that re-creating cannot undo: the bot was banned from the channel's chat,
+# or lost the moderator status the subscription relied on (PROTOCOL.md 2). Twitch refuses
+# every new subscription until a person acts, so the sync stops asking. Any other reason,
+# including ones Twitch adds later, is re-created like ``notification_failures_exceeded``.
+CHAT_BLOCKED_REASONS = frozenset({"chat_user_banned", "moderator_removed"})
+
+_NOTE_CHAT_REVOCATION = text("""
+    UPDATE channels SET chat_revocation = :reason, chat_revoked_at = now(),
+                        chat_blocked = :blocked
+    WHERE broadcaster_id = :b
+""")
+
+
 async def record_revocation(session: AsyncSession, subscription: WireSubscription) -> None:
-    """Twitch revoked it; ``subscription.status`` holds the reason."""
+    """Twitch revoked it; ``subscription.status`` holds the reason. A chat revocation is
+    also noted on its channel, where it outlives the subscription's own row."""
     await upsert_subscription(session, subscription, status=subscription.status, revoked=True)
+    broadcaster_id = subscription.condition.get("broadcaster_user_id")
+    if subscription.type == CHAT_MESSAGE and broadcaster_id is not None:
+        await session.execute(
+            _NOTE_CHAT_REVOCATION,
+            {
+                "b": broadcaster_id,
+                "reason": subscription.status[:64],
+                "blocked": subscription.status in CHAT_BLOCKED_REASONS,
+            },
+        )
 
 
 def _expectation_key(sub_type: str, condition: dict[str, str]) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from schema.settings import Settings
 from schema.subscription_records import (
+    CHAT_BLOCKED_REASONS,
     expect,
     forget,
     is_expected,
@@ -31,6 +32,7 @@ from schema.twitch.errors import TwitchRejected
 from schema.twitch.models import Subscription
 
 __all__ = [
+    "CHAT_BLOCKED_REASONS",
     "SyncReport",
     "Wanted",
     "ensure_app_subscriptions",
@@ -98,6 +100,8 @@ class SyncReport:
     deleted: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Chat subscriptions not asked for: "<broadcaster id> (<reason>)", see CHAT_BLOCKED_REASONS.
+    blocked: list[str] = field(default_factory=list)
     kept: int = 0
 
     @property
@@ -110,6 +114,7 @@ class SyncReport:
             "adopted": len(self.adopted),
             "deleted": len(self.deleted),
             "failed": len(self.failed),
+            "blocked": len(self.blocked),
             "kept": self.kept,
         }
 
@@ -118,6 +123,7 @@ class SyncReport:
         out += [f"adopted  {d}" for d in self.adopted]
         out += [f"deleted  {d}" for d in self.deleted]
         out += [f"FAILED   {d}" for d in self.failed]
+        out += [f"blocked  {CHAT} broadcaster_user_id={b}" for b in self.blocked]
         out += [f"note     {n}" for n in self.notes]
         out.append(
             f"{len(self.created)} created, {len(self.adopted)} adopted, "
@@ -126,29 +132,61 @@ class SyncReport:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """What Twitch should have, and what is left out on purpose (with why)."""
+
+    wanted: list[Wanted]
+    notes: list[str]
+    blocked: list[str]
+
+
 async def desired_subscriptions(
     session: AsyncSession, settings: Settings, *, broadcaster_id: str | None = None
-) -> tuple[list[Wanted], list[str]]:
-    """What Twitch should have, from the database; plus notes on what is missing why."""
+) -> Desired:
+    """What Twitch should have, from the database; plus notes on what is missing why.
+    A channel whose chat is blocked (``channels.chat_blocked``) gets no chat subscription:
+    Twitch would refuse it on every sync until a person acts."""
     bot_id = await connected_bot_id(session)
-    query = "SELECT broadcaster_id FROM channels WHERE connected"
+    query = "SELECT broadcaster_id, chat_blocked, chat_revocation FROM channels WHERE connected"
     params: dict[str, str] = {}
     if broadcaster_id is not None:
         query += " AND broadcaster_id = :b"
         params["b"] = broadcaster_id
-    channels = list((await session.execute(text(query + " ORDER BY 1"), params)).scalars())
+    channels = (await session.execute(text(query + " ORDER BY 1"), params)).all()
     wanted = (
         [] if broadcaster_id is not None else app_subscriptions(settings.twitch_client_id or "")
     )
+    blocked = []
     for channel in channels:
-        wanted += channel_subscriptions(channel, bot_id)
+        if channel.chat_blocked and bot_id is not None:
+            blocked.append(f"{channel.broadcaster_id} ({channel.chat_revocation})")
+        wanted += channel_subscriptions(
+            channel.broadcaster_id, None if channel.chat_blocked else bot_id
+        )
     notes = []
     if bot_id is None and channels:
         notes.append(
             f"no bot account connected: chat is not subscribed for {len(channels)} channel(s);"
             " sign in once at /auth/twitch/login?role=bot with the bot account"
         )
-    return wanted, notes
+    if blocked:
+        notes.append(
+            f"chat is not re-created for {len(blocked)} channel(s) until a person acts (the"
+            " bot was banned or lost moderator status there); once resolved, the streamer"
+            " connects again or run `streamfold subscriptions sync --retry-blocked`"
+        )
+    return Desired(wanted, notes, blocked)
+
+
+async def unblock_chat(session: AsyncSession, *, broadcaster_id: str | None = None) -> int:
+    """Let the sync try blocked chat subscriptions again; how many channels were blocked."""
+    query = "UPDATE channels SET chat_blocked = false WHERE chat_blocked"
+    params: dict[str, str] = {}
+    if broadcaster_id is not None:
+        query += " AND broadcaster_id = :b"
+        params["b"] = broadcaster_id
+    return len((await session.execute(text(query + " RETURNING 1"), params)).all())
 
 
 async def sync_subscriptions(
@@ -157,16 +195,21 @@ async def sync_subscriptions(
     settings: Settings,
     *,
     broadcaster_id: str | None = None,
+    retry_blocked: bool = False,
 ) -> SyncReport:
     """Make Twitch's subscriptions match ours (PROTOCOL.md 3.7): keep live ones, adopt on
     409, replace failed or revoked ones, create missing ones, delete orphans. With
-    ``broadcaster_id``, only that channel's subscriptions are looked at.
+    ``broadcaster_id``, only that channel's subscriptions are looked at. Blocked chat
+    subscriptions are left out, unless ``retry_blocked`` (an operator's decision).
 
     Never deletes everything to start over: events would be lost meanwhile. Twitch being
     unavailable raises ``TwitchUnavailable``; a refused create is reported, not raised.
     """
-    wanted, notes = await desired_subscriptions(session, settings, broadcaster_id=broadcaster_id)
-    report = SyncReport(notes=notes)
+    if retry_blocked:
+        await unblock_chat(session, broadcaster_id=broadcaster_id)
+    desired = await desired_subscriptions(session, settings, broadcaster_id=broadcaster_id)
+    wanted = desired.wanted
+    report = SyncReport(notes=desired.notes, blocked=desired.blocked)
     listed = await twitch.list_subscriptions(user_id=broadcaster_id)
     current = [s.id for s in listed]
     kept: list[Subscription] = []

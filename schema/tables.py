@@ -92,6 +92,13 @@ class Channel(Base):
     connected_at: Mapped[datetime | None]
     disconnected_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _now()
+    # The status of the channel's latest chat subscription revocation, whatever it was,
+    # and when. ``chat_blocked``: that reason needs a person (the bot was banned, lost its
+    # moderator status), so the sync stops re-creating chat until the streamer connects
+    # again or an operator retries (``streamfold subscriptions sync --retry-blocked``).
+    chat_revocation: Mapped[str | None] = mapped_column(String(64))
+    chat_revoked_at: Mapped[datetime | None]
+    chat_blocked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class LoginSession(Base):

@@ -166,7 +166,7 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     settings = _settings(
         "database_url", "redis_url", "twitch_client_id", "twitch_client_secret", "eventsub_secret"
     )
-    report = asyncio.run(sync(settings))
+    report = asyncio.run(sync(settings, retry_blocked=args.retry_blocked))
     print("\n".join(report.lines()))
     return 1 if report.failed else 0
 
@@ -240,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
         "sync: make Twitch's EventSub subscriptions match ours and print what changed",
     )
     subs.add_argument("action", choices=["sync"])
+    subs.add_argument(
+        "--retry-blocked",
+        action="store_true",
+        help="also re-create chat subscriptions blocked by a ban or a lost moderator status"
+        " (after the bot was unbanned or made moderator again)",
+    )
     add("reconcile", cmd_reconcile, "run one reconciliation with Helix now and print what it did")
     jobs = add("jobs", cmd_jobs, "recent periodic job runs and their success rate over 24 h")
     jobs.add_argument("--job", help="only this job (e.g. reconcile)")

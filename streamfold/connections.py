@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC
 
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -33,11 +34,12 @@ async def rotate_keys(settings: Settings) -> int:
 
 
 _CHANNELS = text("""
-    SELECT c.broadcaster_id, c.login, c.connected,
+    SELECT c.broadcaster_id, c.login, c.connected, c.chat_blocked, c.chat_revocation,
+           c.chat_revoked_at,
            coalesce(string_agg(s.type || '=' || s.status, ', ' ORDER BY s.type), '') AS subs
     FROM channels c
     LEFT JOIN eventsub_subscriptions s ON s.broadcaster_id = c.broadcaster_id
-    GROUP BY c.broadcaster_id, c.login, c.connected
+    GROUP BY c.broadcaster_id
     ORDER BY c.connected DESC, c.login NULLS LAST, c.broadcaster_id
 """)
 
@@ -53,13 +55,24 @@ async def describe_channels(settings: Settings) -> str:
             )
         ).all()
     lines = [f"{'channel':<24} {'id':<12} {'state':<13} subscriptions"]
+    blocked = 0
     for row in rows:
         state = "connected" if row.connected else "disconnected"
-        lines.append(
-            f"{row.login or '?':<24} {row.broadcaster_id:<12} {state:<13} {row.subs or '-'}"
-        )
+        subs = row.subs or "-"
+        if row.chat_blocked:
+            blocked += 1
+            at = row.chat_revoked_at
+            since = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if at else "?"
+            subs += f"; chat BLOCKED: {row.chat_revocation} since {since}"
+        lines.append(f"{row.login or '?':<24} {row.broadcaster_id:<12} {state:<13} {subs}")
     if not rows:
         lines.append("(no channels)")
+    if blocked:
+        lines.append(
+            f"{blocked} channel(s) wait for a person before chat is subscribed again (unban"
+            " or re-mod the bot); then the streamer connects again, or run"
+            " `streamfold subscriptions sync --retry-blocked`"
+        )
     lines.append("")
     lines.append(f"bot account: {bot or 'none connected (chat is not subscribed)'}")
     lines.append(
@@ -68,7 +81,7 @@ async def describe_channels(settings: Settings) -> str:
     return "\n".join(lines)
 
 
-async def sync(settings: Settings) -> SyncReport:
+async def sync(settings: Settings, *, retry_blocked: bool = False) -> SyncReport:
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     try:
         async with (
@@ -76,7 +89,7 @@ async def sync(settings: Settings) -> SyncReport:
             TwitchClient(settings, redis) as twitch,
             sessions.begin() as session,
         ):
-            return await sync_subscriptions(session, twitch, settings)
+            return await sync_subscriptions(session, twitch, settings, retry_blocked=retry_blocked)
     finally:
         if redis is not None:
             await redis.aclose()

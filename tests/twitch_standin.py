@@ -174,6 +174,7 @@ class TwitchStandin:
         # Set to hold Get Streams answers until the test releases them (overlapping runs).
         self.streams_gate: asyncio.Event | None = None
         self.refused_by_bucket = 0  # 429s the bucket answered (not injected ones)
+        self.chat_bans: set[tuple[str, str]] = set()  # (broadcaster id, banned user id)
         self.app = Starlette(
             routes=[
                 Route("/oauth2/authorize", self.authorize),
@@ -235,6 +236,23 @@ class TwitchStandin:
         for sub in self.subscriptions.values():
             if user_id in sub["condition"].values() and sub["status"] in LIVE:
                 sub["status"] = "authorization_revoked"
+
+    def ban_from_chat(self, broadcaster_id: str, user_id: str) -> None:
+        """The broadcaster bans ``user_id`` (the bot) from their chat: its chat
+        subscription is revoked and new ones are refused until an unban."""
+        self.chat_bans.add((broadcaster_id, user_id))
+        for sub in self.subscriptions.values():
+            condition = sub["condition"]
+            if (
+                sub["type"] == "channel.chat.message"
+                and (condition.get("broadcaster_user_id"), condition.get("user_id"))
+                == (broadcaster_id, user_id)
+                and sub["status"] in LIVE
+            ):
+                sub["status"] = "chat_user_banned"
+
+    def unban_from_chat(self, broadcaster_id: str, user_id: str) -> None:
+        self.chat_bans.discard((broadcaster_id, user_id))
 
     def live_subscriptions(self) -> list[dict[str, Any]]:
         return [s for s in self.subscriptions.values() if s["status"] in LIVE]
@@ -531,6 +549,8 @@ class TwitchStandin:
             if bot is None or not set(bot.scopes) >= CHAT_USER_SCOPES:
                 return _error(403, "subscription missing proper authorization")
             if channel is None or "channel:bot" not in channel.scopes:
+                return _error(403, "subscription missing proper authorization")
+            if (condition["broadcaster_user_id"], condition.get("user_id")) in self.chat_bans:
                 return _error(403, "subscription missing proper authorization")
         return None
 

@@ -11,13 +11,10 @@ from receiver.api import render, shapes
 from receiver.api.endpoint import Call
 
 _USER = text("SELECT login, display_name FROM twitch_users WHERE id = :u")
-_ALL_CHANNELS = text("""
-    SELECT broadcaster_id, login, display_name, connected FROM channels ORDER BY broadcaster_id
-""")
-_OWN_CHANNEL = text("""
-    SELECT broadcaster_id, login, display_name, connected FROM channels
-    WHERE broadcaster_id = :u
-""")
+_COLUMNS = """broadcaster_id, login, display_name, connected,
+               CASE WHEN chat_blocked THEN chat_revocation END AS chat_blocked_reason"""
+_ALL_CHANNELS = text(f"SELECT {_COLUMNS} FROM channels ORDER BY broadcaster_id")  # noqa: S608
+_OWN_CHANNEL = text(f"SELECT {_COLUMNS} FROM channels WHERE broadcaster_id = :u")  # noqa: S608
 
 
 async def whoami(call: Call) -> Response:
@@ -41,7 +38,13 @@ async def whoami(call: Call) -> Response:
             display_name=user.display_name,
             roles=roles,
             channels=[
-                shapes.ChannelRef(r.broadcaster_id, r.login, r.display_name, bool(r.connected))
+                shapes.ChannelRef(
+                    r.broadcaster_id,
+                    r.login,
+                    r.display_name,
+                    bool(r.connected),
+                    r.chat_blocked_reason,
+                )
                 for r in rows
             ],
             reads_all_channels=who.is_operator,

@@ -98,10 +98,15 @@ class Summary(msgspec.Struct, frozen=True):
 
 
 class ChannelRef(msgspec.Struct, frozen=True):
+    """`chat_blocked_reason`: while chat is not collected until a person acts, Twitch's
+    revocation reason (`chat_user_banned`: the bot is banned in this chat,
+    `moderator_removed`); connecting the channel again retries. Null otherwise."""
+
     broadcaster_id: Id
     login: str | None
     display_name: str | None
     connected: bool
+    chat_blocked_reason: str | None = None
 
 
 class Me(msgspec.Struct, frozen=True):

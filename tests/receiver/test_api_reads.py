@@ -291,6 +291,7 @@ async def test_me_says_who_i_am_and_what_i_may_read(
                 "login": "channel_1337",  # the channel's login as its events carry it
                 "display_name": "Channel_1337",
                 "connected": True,
+                "chat_blocked_reason": None,
             }
         ],
         "reads_all_channels": False,
