@@ -4,7 +4,8 @@
   at least hourly, as Twitch requires of apps that keep users signed in. A refresh that
   fails as invalid disconnects the user. Each run writes a ``job_runs`` row.
 - ``disconnect_user`` (job): after a revoked authorization, delete the user's
-  subscriptions at Twitch, purge tokens, end their sessions. Retried while Twitch is down.
+  subscriptions at Twitch, purge tokens, end their sessions and API tokens, end the bot
+  role. Retried while Twitch is down.
 - ``check_user_tokens`` (job): a chat subscription lost its authorization; find whose.
 """
 
@@ -28,12 +29,21 @@ from schema.channels import (
     end_user_sessions,
     enqueue_disconnect,
     mark_disconnected,
+    revoke_api_tokens,
 )
 from schema.events import AUTHORIZATION_REVOKE, Delivery
 from schema.logs import get_logger
 from schema.settings import Settings
 from schema.subscriptions import CHAT, forget
-from schema.tokens import TokenCipher, load_tokens, mark_validated, purge_tokens, store_tokens
+from schema.tokens import (
+    TokenCipher,
+    TokenRole,
+    load_tokens,
+    mark_validated,
+    purge_tokens,
+    store_tokens,
+    token_roles,
+)
 from schema.twitch import (
     InvalidAccessToken,
     InvalidRefreshToken,
@@ -103,6 +113,7 @@ async def _disconnect(session: AsyncSession, twitch: TwitchClient, user_id: str)
         )
     ).first()
     await end_user_sessions(session, user_id)
+    await revoke_api_tokens(session, user_id)
     if row is None:
         return "unknown"
     pending = False
@@ -115,9 +126,21 @@ async def _disconnect(session: AsyncSession, twitch: TwitchClient, user_id: str)
     await purge_tokens(session, user_id)
     if row.is_bot:
         # Chat stops for every channel read through this bot until it signs in again.
-        pending = not await _delete_bot_chat(session, twitch, user_id) or pending
+        if await _delete_bot_chat(session, twitch, user_id):
+            await _end_bot_role(session, user_id)
+        else:
+            pending = True
         await purge_tokens(session, user_id)
     return "pending" if pending else "done"
+
+
+async def _end_bot_role(session: AsyncSession, user_id: str) -> None:
+    """The flag stays until the bot's chat subscriptions are gone at Twitch, so a retried
+    disconnect still knows to delete them; the role itself ended with the tokens."""
+    await session.execute(
+        text("UPDATE twitch_users SET is_bot = false, updated_at = now() WHERE id = :id"),
+        {"id": user_id},
+    )
 
 
 async def _delete_bot_chat(session: AsyncSession, twitch: TwitchClient, bot_id: str) -> bool:
@@ -137,12 +160,25 @@ async def check_user_tokens(ctx: dict[str, Any], user_ids: list[str]) -> dict[st
     outcomes: dict[str, str] = {}
     async with TwitchClient(settings, ctx["redis"]) as twitch:
         for user_id in user_ids:
-            outcomes[user_id] = await _check_one(ctx, twitch, user_id, force_validate=True)
+            async with ctx["sessions"]() as session:
+                roles = await token_roles(session, user_id)
+            outcomes[user_id] = "no_tokens"
+            for role in roles:
+                outcomes[user_id] = await _check_one(
+                    ctx, twitch, user_id, role, force_validate=True
+                )
+                if outcomes[user_id] == "disconnected":
+                    break
     return outcomes
 
 
 async def _check_one(
-    ctx: dict[str, Any], twitch: TwitchClient, user_id: str, *, force_validate: bool = False
+    ctx: dict[str, Any],
+    twitch: TwitchClient,
+    user_id: str,
+    role: TokenRole,
+    *,
+    force_validate: bool = False,
 ) -> str:
     """Refresh if close to expiry, validate if due; a dead authorization disconnects."""
     settings: Settings = ctx["settings"]
@@ -150,13 +186,13 @@ async def _check_one(
     cipher = TokenCipher.from_settings(settings)
     now = datetime.now(UTC)
     async with sessions.begin() as session:
-        stored = await load_tokens(session, cipher, user_id)
+        stored = await load_tokens(session, cipher, user_id, role)
         if stored is None:
             return "no_tokens"
         try:
             if stored.expires_at - now <= REFRESH_AHEAD:
                 tokens = await twitch.refresh(stored.refresh_token)
-                await store_tokens(session, cipher, user_id, tokens, now=now)
+                await store_tokens(session, cipher, user_id, tokens, role=role, now=now)
                 return "refreshed"
             due = stored.validated_at is None or now - stored.validated_at >= VALIDATE_EVERY
             if not (due or force_validate):
@@ -165,9 +201,11 @@ async def _check_one(
                 await twitch.validate(stored.access_token)
             except InvalidAccessToken:
                 tokens = await twitch.refresh(stored.refresh_token)
-                await store_tokens(session, cipher, user_id, tokens, now=now, validated=True)
+                await store_tokens(
+                    session, cipher, user_id, tokens, role=role, now=now, validated=True
+                )
                 return "refreshed"
-            await mark_validated(session, user_id, now)
+            await mark_validated(session, user_id, role, now)
             return "validated"
         except InvalidRefreshToken:
             log.info("token.refresh_invalid", user_id=user_id)  # falls through: disconnect
@@ -189,14 +227,14 @@ async def upkeep_tokens(ctx: dict[str, Any]) -> dict[str, int]:
     error: str | None = None
     try:
         async with sessions() as session:
-            user_ids = list(
-                (
-                    await session.execute(text("SELECT user_id FROM oauth_tokens ORDER BY 1"))
-                ).scalars()
-            )
+            held = (
+                await session.execute(
+                    text("SELECT user_id, role FROM oauth_tokens ORDER BY user_id, role DESC")
+                )
+            ).all()
         async with TwitchClient(settings, ctx["redis"]) as twitch:
-            for user_id in user_ids:
-                outcome = await _check_one(ctx, twitch, user_id)
+            for user_id, role in held:
+                outcome = await _check_one(ctx, twitch, user_id, role)
                 counts[outcome] = counts.get(outcome, 0) + 1
     except Exception as exc:
         error = f"{type(exc).__name__}: {getattr(exc, 'detail', '') or str(exc)}"[:500]

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aggregator.fold import FoldPlan, SessionFacts, plan, session_ends
+from schema.channels import revoke_api_tokens
 from schema.events import Delivery, Unfoldable, decode, parse_instant
 
 _LEDGER = text("""
@@ -255,7 +256,8 @@ async def recompute_session_ends(
 
 
 async def _disconnect_revoked(session: AsyncSession, folded: FoldPlan) -> None:
-    """A user who revoked our authorization: their channel stops, their tokens go."""
+    """A user who revoked our authorization: their channel stops, their Twitch tokens go
+    and their API tokens stop working now, before the disconnect job runs."""
     for revoke in folded.revokes:
         await session.execute(
             text("""UPDATE channels SET connected = false, disconnected_at = :at
@@ -265,6 +267,7 @@ async def _disconnect_revoked(session: AsyncSession, folded: FoldPlan) -> None:
         await session.execute(
             text("DELETE FROM oauth_tokens WHERE user_id = :id"), {"id": revoke.user_id}
         )
+        await revoke_api_tokens(session, revoke.user_id)
 
 
 async def record_dead_letters(

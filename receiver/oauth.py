@@ -87,9 +87,11 @@ async def login(request: Request) -> Response:
         SCOPES[role],
         state,
         redirect_uri=ctx.settings.oauth_redirect_url,
-        # The bot account is usually signed in from the operator's browser, which is
-        # logged in to Twitch as someone else: make Twitch ask who is consenting.
-        force_verify=role == "bot",
+        # Roles that hand us tokens always see Twitch's consent screen: the bot account is
+        # usually signed in from a browser logged in to Twitch as someone else, and a
+        # streamer who disconnected must not be reconnected silently by a link on another
+        # site that starts this login (Twitch skips consent for an app already granted).
+        force_verify=role != "viewer",
     )
     response = RedirectResponse(url, status_code=302)
     response.set_cookie(
@@ -193,6 +195,7 @@ async def _complete(ctx: Context, request: Request, role: Role) -> Response:
                 TokenCipher.from_settings(ctx.settings),
                 user.id,
                 tokens,
+                role=role,
                 now=now,
                 validated=True,
             )
@@ -220,7 +223,7 @@ async def _may_be_the_bot(session: AsyncSession, ctx: Context, user_id: str) -> 
     """Whoever is the bot names every chat subscription: it must not be up for grabs."""
     if ctx.settings.bot_user_id is not None:
         return user_id == ctx.settings.bot_user_id
-    current = await connected_bot_id(session)
+    current = await connected_bot_id(session, None)
     return current is None or current == user_id
 
 

@@ -72,6 +72,15 @@ async def mark_disconnected(session: AsyncSession, broadcaster_id: str) -> bool:
     return updated.first() is not None
 
 
+async def revoke_api_tokens(session: AsyncSession, user_id: str) -> None:
+    """A user's API tokens act for them only while their authorization lasts: a
+    disconnected channel or a revoked authorization ends them, like their sessions."""
+    await session.execute(
+        text("UPDATE api_tokens SET revoked_at = now() WHERE user_id = :u AND revoked_at IS NULL"),
+        {"u": user_id},
+    )
+
+
 async def end_user_sessions(session: AsyncSession, user_id: str) -> None:
     """Sign a user out everywhere. The same statement as ``receiver.identity.
     end_sessions_of``, which the worker may not import (STYLE.md: three rooms)."""
@@ -90,11 +99,14 @@ async def disconnect_channel(
     revoke_at_twitch: bool = True,
 ) -> Disconnected:
     """The channel stops: marked disconnected, its subscriptions deleted at Twitch, its
-    tokens revoked and purged; its aggregates deleted too only when ``purge``."""
+    streamer tokens revoked and purged, its API tokens revoked; its aggregates deleted too
+    only when ``purge``. Tokens the same account holds as the bot stay: the bot role ends
+    only with the bot's authorization."""
     was_connected = await mark_disconnected(session, broadcaster_id)
     if revoke_at_twitch:
         await _revoke_tokens(session, twitch, broadcaster_id)
-    await purge_tokens(session, broadcaster_id)
+    await purge_tokens(session, broadcaster_id, "streamer")
+    await revoke_api_tokens(session, broadcaster_id)
     deleted, pending = await delete_channel_subscriptions(session, twitch, broadcaster_id)
     if purge:
         for table in AGGREGATE_TABLES:
@@ -142,7 +154,8 @@ async def _revoke_tokens(session: AsyncSession, twitch: TwitchClient, user_id: s
     if not twitch.settings.fernet_keys:
         return
     try:
-        stored = await load_tokens(session, TokenCipher(twitch.settings.fernet_keys), user_id)
+        cipher = TokenCipher(twitch.settings.fernet_keys)
+        stored = await load_tokens(session, cipher, user_id, "streamer")
         if stored is not None:
             await twitch.revoke(stored.access_token)
     except TwitchError as exc:

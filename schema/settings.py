@@ -7,7 +7,9 @@ tests build their own ``Settings(...)``.
 from __future__ import annotations
 
 from functools import cached_property
+from ipaddress import ip_address
 from typing import Literal
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -39,8 +41,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     queue_name: str = "arq:queue"
     operator_user_ids: str = ""
-    # The one Twitch account whose chat subscriptions read every channel (role=bot). When
-    # unset, the first account to connect as bot is it, until its authorization ends.
+    # The one Twitch account whose chat subscriptions read every channel (role=bot).
+    # Required unless PUBLIC_BASE_URL is a loopback address (a local run), where the
+    # first account to connect as bot is it, until its authorization ends.
     bot_user_id: str | None = None
     # Ensure the app-wide user.authorization.revoke subscription when the receiver starts.
     eventsub_ensure_at_startup: bool = True
@@ -110,11 +113,41 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
+    @field_validator("bot_user_id")
+    @classmethod
+    def _bot_user_id(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
     @model_validator(mode="after")
     def _default_public_url(self) -> Settings:
         if self.public_base_url is None:
             object.__setattr__(self, "public_base_url", f"http://127.0.0.1:{self.port}")
         return self
+
+    @model_validator(mode="after")
+    def _bot_named_when_public(self) -> Settings:
+        # Every channel's chat subscription names the bot: on a reachable deployment the
+        # role must not go to whichever account signs in as bot first.
+        if self.bot_user_id is None and not self.is_local:
+            raise ValueError(
+                "BOT_USER_ID is required when PUBLIC_BASE_URL is not a loopback address "
+                "(set it to the Twitch user id of the chat bot account)"
+            )
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        """PUBLIC_BASE_URL is this machine only (``streamfold dev``, tests): Twitch could
+        not deliver webhooks here, so this is no deployment anyone else can reach."""
+        host = urlsplit(self.public_base_url or "").hostname or ""
+        if host == "localhost":
+            return True
+        try:
+            return ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     # -- derived values -------------------------------------------------------------
 

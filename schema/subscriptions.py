@@ -147,7 +147,7 @@ async def desired_subscriptions(
     """What Twitch should have, from the database; plus notes on what is missing why.
     A channel whose chat is blocked (``channels.chat_blocked``) gets no chat subscription:
     Twitch would refuse it on every sync until a person acts."""
-    bot_id = await connected_bot_id(session)
+    bot_id = await connected_bot_id(session, settings.bot_user_id)
     query = "SELECT broadcaster_id, chat_blocked, chat_revocation FROM channels WHERE connected"
     params: dict[str, str] = {}
     if broadcaster_id is not None:

@@ -59,25 +59,36 @@ class TwitchUser(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     login: Mapped[str] = mapped_column(String(64))
     display_name: Mapped[str] = mapped_column(String(128))
+    # Signed in as the bot, and its chat subscriptions may still exist at Twitch: cleared
+    # once a disconnect has deleted them. Who *is* the bot is decided by the bot's tokens
+    # (``schema.tokens.connected_bot_id``), never by this flag.
     is_bot: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
 
 class OAuthToken(Base):
-    """A user's Twitch tokens, Fernet-encrypted; the plaintext never reaches the database."""
+    """A user's Twitch tokens, Fernet-encrypted; the plaintext never reaches the database.
+
+    One row per role the user signed in as: the bot's tokens (``user:read:chat user:bot``)
+    are kept apart from a streamer login's (``channel:bot``), so signing in as a streamer
+    never makes anyone the bot, nor replaces the bot's tokens when both are one account.
+    """
 
     __tablename__ = "oauth_tokens"
 
     user_id: Mapped[str] = mapped_column(
         ForeignKey("twitch_users.id", ondelete="CASCADE"), primary_key=True
     )
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)  # streamer or bot
     access_token: Mapped[bytes] = mapped_column(LargeBinary)
     refresh_token: Mapped[bytes] = mapped_column(LargeBinary)
     scopes: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     expires_at: Mapped[datetime]
     validated_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = _now()
+
+    __table_args__ = (CheckConstraint("role IN ('streamer', 'bot')", name="role"),)
 
 
 class Channel(Base):

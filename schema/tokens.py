@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import text
@@ -21,6 +22,10 @@ from schema.twitch.models import UserTokens
 
 # Twitch omits expires_in in one refresh example; assume its usual few hours.
 DEFAULT_LIFETIME = timedelta(hours=4)
+
+# What a token pair was granted for: a streamer login's and the bot's are separate rows,
+# so a streamer login never counts as (or overwrites) the bot's authorization.
+TokenRole = Literal["streamer", "bot"]
 
 
 class TokenCipher:
@@ -52,6 +57,7 @@ class TokenCipher:
 @dataclass(frozen=True, slots=True)
 class StoredTokens:
     user_id: str
+    role: TokenRole
     access_token: str
     refresh_token: str
     scopes: tuple[str, ...]
@@ -68,10 +74,10 @@ _UPSERT_USER = text("""
 """)
 
 _UPSERT_TOKENS = text("""
-    INSERT INTO oauth_tokens (user_id, access_token, refresh_token, scopes, expires_at,
+    INSERT INTO oauth_tokens (user_id, role, access_token, refresh_token, scopes, expires_at,
                               validated_at, updated_at)
-    VALUES (:user_id, :access, :refresh, :scopes, :expires_at, :validated_at, now())
-    ON CONFLICT (user_id) DO UPDATE
+    VALUES (:user_id, :role, :access, :refresh, :scopes, :expires_at, :validated_at, now())
+    ON CONFLICT (user_id, role) DO UPDATE
         SET access_token = excluded.access_token, refresh_token = excluded.refresh_token,
             scopes = excluded.scopes, expires_at = excluded.expires_at,
             validated_at = coalesce(excluded.validated_at, oauth_tokens.validated_at),
@@ -93,6 +99,7 @@ async def store_tokens(
     user_id: str,
     tokens: UserTokens,
     *,
+    role: TokenRole,
     now: datetime,
     validated: bool = False,
 ) -> None:
@@ -105,6 +112,7 @@ async def store_tokens(
         _UPSERT_TOKENS,
         {
             "user_id": user_id,
+            "role": role,
             "access": cipher.encrypt(tokens.access_token),
             "refresh": cipher.encrypt(tokens.refresh_token),
             "scopes": list(tokens.scopes),
@@ -115,19 +123,21 @@ async def store_tokens(
 
 
 async def load_tokens(
-    session: AsyncSession, cipher: TokenCipher, user_id: str
+    session: AsyncSession, cipher: TokenCipher, user_id: str, role: TokenRole
 ) -> StoredTokens | None:
     row = (
         await session.execute(
-            text("""SELECT user_id, access_token, refresh_token, scopes, expires_at, validated_at
-                    FROM oauth_tokens WHERE user_id = :u"""),
-            {"u": user_id},
+            text("""SELECT user_id, role, access_token, refresh_token, scopes, expires_at,
+                           validated_at
+                    FROM oauth_tokens WHERE user_id = :u AND role = :r"""),
+            {"u": user_id, "r": role},
         )
     ).first()
     if row is None:
         return None
     return StoredTokens(
         user_id=row.user_id,
+        role=row.role,
         access_token=cipher.decrypt(row.access_token),
         refresh_token=cipher.decrypt(row.refresh_token),
         scopes=tuple(row.scopes or ()),
@@ -136,34 +146,62 @@ async def load_tokens(
     )
 
 
-async def mark_validated(session: AsyncSession, user_id: str, at: datetime) -> None:
+async def mark_validated(
+    session: AsyncSession, user_id: str, role: TokenRole, at: datetime
+) -> None:
     await session.execute(
-        text("UPDATE oauth_tokens SET validated_at = :at WHERE user_id = :u"),
-        {"u": user_id, "at": at},
+        text("UPDATE oauth_tokens SET validated_at = :at WHERE user_id = :u AND role = :r"),
+        {"u": user_id, "r": role, "at": at},
     )
 
 
-async def purge_tokens(session: AsyncSession, user_id: str) -> None:
-    await session.execute(text("DELETE FROM oauth_tokens WHERE user_id = :u"), {"u": user_id})
+async def purge_tokens(session: AsyncSession, user_id: str, role: TokenRole | None = None) -> None:
+    """Forget the user's tokens of ``role``, or of every role: an authorization that ended
+    at Twitch (revoked, refresh refused) ends all of them, the bot role with them."""
+    if role is None:
+        await session.execute(text("DELETE FROM oauth_tokens WHERE user_id = :u"), {"u": user_id})
+        return
+    await session.execute(
+        text("DELETE FROM oauth_tokens WHERE user_id = :u AND role = :r"),
+        {"u": user_id, "r": role},
+    )
 
 
-async def connected_bot_id(session: AsyncSession) -> str | None:
-    """The bot account chat subscriptions name as ``user_id``: the account that
-    connected as ``bot`` and still has tokens (sign-in lets only one hold that role; the
-    earliest wins should two ever exist, so the choice never flips on a token refresh)."""
+async def connected_bot_id(session: AsyncSession, bot_user_id: str | None) -> str | None:
+    """The bot account chat subscriptions name as ``user_id``: the account holding the
+    bot's tokens, and only ``bot_user_id`` when that is configured (``BOT_USER_ID``). A
+    streamer login's tokens never count, and the role ends with the bot's tokens. Unset
+    (a local run), the earliest to connect wins should two ever hold bot tokens, so the
+    choice never flips on a token refresh."""
+    if bot_user_id is not None:
+        held = await session.scalar(
+            text("SELECT user_id FROM oauth_tokens WHERE user_id = :u AND role = 'bot'"),
+            {"u": bot_user_id},
+        )
+        return None if held is None else str(held)
     return (
         await session.execute(
-            text("""SELECT u.id FROM twitch_users u JOIN oauth_tokens t ON t.user_id = u.id
-                    WHERE u.is_bot ORDER BY u.created_at, u.id LIMIT 1""")
+            text("""SELECT u.id FROM twitch_users u
+                    JOIN oauth_tokens t ON t.user_id = u.id AND t.role = 'bot'
+                    ORDER BY u.created_at, u.id LIMIT 1""")
         )
     ).scalar()
+
+
+async def token_roles(session: AsyncSession, user_id: str) -> list[TokenRole]:
+    """The roles the user holds tokens for, streamer first."""
+    rows = await session.execute(
+        text("SELECT role FROM oauth_tokens WHERE user_id = :u ORDER BY role DESC"),
+        {"u": user_id},
+    )
+    return list(rows.scalars())
 
 
 async def rotate_token_keys(session: AsyncSession, cipher: TokenCipher) -> int:
     """Re-encrypt every stored token with the first key; returns the rows rewritten."""
     rows = (
         await session.execute(
-            text("SELECT user_id, access_token, refresh_token FROM oauth_tokens FOR UPDATE")
+            text("SELECT user_id, role, access_token, refresh_token FROM oauth_tokens FOR UPDATE")
         )
     ).all()
     for row in rows:
@@ -175,7 +213,7 @@ async def rotate_token_keys(session: AsyncSession, cipher: TokenCipher) -> int:
             ) from None
         await session.execute(
             text("""UPDATE oauth_tokens SET access_token = :a, refresh_token = :r
-                    WHERE user_id = :u"""),
-            {"a": access, "r": refresh, "u": row.user_id},
+                    WHERE user_id = :u AND role = :role"""),
+            {"a": access, "r": refresh, "u": row.user_id, "role": row.role},
         )
     return len(rows)

@@ -48,7 +48,7 @@ async def describe_channels(settings: Settings) -> str:
     """Channels and the state of their subscriptions as we last recorded it."""
     async with _sessions(settings) as sessions, sessions() as session:
         rows = (await session.execute(_CHANNELS)).all()
-        bot = await connected_bot_id(session)
+        bot = await connected_bot_id(session, settings.bot_user_id)
         app_wide = (
             await session.execute(
                 text("SELECT type, status FROM eventsub_subscriptions WHERE broadcaster_id IS NULL")

@@ -85,8 +85,9 @@ class Rig:
                 {"id": BOT_ID},
             )
             await session.execute(
-                text("""INSERT INTO oauth_tokens (user_id, access_token, refresh_token, expires_at)
-                        VALUES (:id, 'x', 'x', now() + interval '1 day')"""),
+                text("""INSERT INTO oauth_tokens (user_id, role, access_token, refresh_token,
+                                                  expires_at)
+                        VALUES (:id, 'bot', 'x', 'x', now() + interval '1 day')"""),
                 {"id": BOT_ID},
             )
 

@@ -15,11 +15,18 @@ from itsdangerous.timed import TimestampSigner
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from receiver.oauth import STATE_COOKIE
-from schema.settings import Settings
-from schema.tokens import TokenCipher, load_tokens, rotate_token_keys
-from streamfold.eventsub_sender import challenge_body, signed
+from schema.channels import disconnect_channel
+from schema.errors import ConfigurationError
+from schema.settings import Settings, load_settings
+from schema.tokens import TokenCipher, connected_bot_id, load_tokens, rotate_token_keys
+from schema.twitch import TwitchClient
+from streamfold.connections import describe_channels, sync
+from streamfold.eventsub_sender import authorization_revoke_body, challenge_body, signed
 from tests.conftest import FERNET_KEY, SECRET, eventually
-from tests.connected import Connected, connected
+from tests.connected import STREAMER, Connected, connected
+from tests.twitch_standin import TwitchStandin
+
+STREAMER_ID = STREAMER[0]
 
 pytestmark = pytest.mark.usefixtures("redis")
 
@@ -110,7 +117,7 @@ async def test_tokens_are_encrypted_at_rest_and_survive_key_rotation(
     async with sessions.begin() as session:
         assert await rotate_token_keys(session, TokenCipher([new_key, FERNET_KEY])) == 1
     async with sessions() as session:
-        stored = await load_tokens(session, TokenCipher([new_key]), "1337")
+        stored = await load_tokens(session, TokenCipher([new_key]), "1337", "streamer")
     assert stored is not None
     assert (stored.access_token, stored.refresh_token) == (grant.access_token, grant.refresh_token)
     rotated = await env.rows("SELECT access_token FROM oauth_tokens")
@@ -331,3 +338,125 @@ async def test_a_challenge_is_answered_while_a_sync_still_holds_its_row(
         assert answer.status_code == 200
         assert answer.text == "race-challenge"
         assert waited < 5
+
+
+OTHER_BOT = ("9002", "second_bot")
+
+
+async def _chat_bots(env: Connected) -> set[str]:
+    """The accounts every live chat subscription names, after a full sync."""
+    await sync(env.settings)
+    await env.standin.settled()
+    return {s["condition"]["user_id"] for s in _live_chat(env)}
+
+
+def _live_chat(env: Connected) -> list[dict[str, Any]]:
+    """Live chat subscriptions of this receiver (an earlier one had another callback URL)."""
+    return [
+        s
+        for s in env.standin.live_subscriptions()
+        if s["type"] == "channel.chat.message"
+        and s["transport"]["callback"] == env.settings.callback_url
+    ]
+
+
+async def test_a_former_bot_signing_in_as_a_streamer_does_not_take_the_bot_role_back(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with connected(settings, sessions) as env:
+        former = env.bot
+        second = env.standin.add_user(*OTHER_BOT)
+        assert (await env.login("streamer", env.streamer)).status_code == 200
+        assert (await env.login("bot", former)).status_code == 200
+        await env.standin.settled()
+        assert await _chat_bots(env) == {former.id}
+        # The former bot's authorization ends: Twitch says so, the worker disconnects it.
+        env.standin.revoke_user(former.id)
+        message = signed(
+            SECRET.encode(),
+            authorization_revoke_body("test-client-id", former.id),
+            "user.authorization.revoke",
+            sent_at=datetime.now(UTC),
+            message_type="notification",
+        )
+        answer = await env.browser.post(
+            "/eventsub/callback", content=message.body, headers=message.headers()
+        )
+        assert answer.status_code == 204
+        await env.drain()
+        assert not await env.scalar("SELECT is_bot FROM twitch_users WHERE id = :u", u=former.id)
+
+        assert (await env.login("bot", second)).status_code == 200
+        # The former bot comes back, as the streamer of a channel of its own.
+        page = await env.login("streamer", former)
+        assert page.status_code == 200, page.text
+        await env.standin.settled()
+        assert await _chat_bots(env) == {second.id}
+        assert len(_live_chat(env)) == 2  # both channels read through the second bot
+        assert (await env.login("bot", former)).status_code == 403
+
+
+async def test_bot_user_id_decides_the_bot_even_while_a_former_bot_holds_tokens(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    standin = TwitchStandin(client_id=settings.twitch_client_id or "")
+    async with connected(settings, sessions, standin) as env:
+        assert (await env.login("streamer", env.streamer)).status_code == 200
+        assert (await env.login("bot", env.bot)).status_code == 200
+        await env.standin.settled()
+    second = standin.add_user(*OTHER_BOT)
+    named = settings.model_copy(update={"bot_user_id": second.id})
+    async with connected(named, sessions, standin) as env:
+        # The old bot still holds valid bot tokens, and signs in again as a streamer.
+        assert (await env.login("streamer", env.bot)).status_code == 200
+        await env.standin.settled()
+        assert await _chat_bots(env) == set()  # BOT_USER_ID has not connected yet
+        assert (await env.login("bot", env.bot)).status_code == 403
+        assert (await env.login("bot", second)).status_code == 200
+        assert await _chat_bots(env) == {second.id}
+        assert "bot account: 9002" in await describe_channels(env.settings)
+
+
+async def test_a_streamer_login_keeps_the_same_accounts_bot_tokens_apart(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    one_account = settings.model_copy(update={"bot_user_id": STREAMER_ID})
+    async with connected(one_account, sessions) as env:
+        assert (await env.login("bot", env.streamer)).status_code == 200
+        assert (await env.login("streamer", env.streamer)).status_code == 200
+        await env.standin.settled()
+        roles = await env.rows("SELECT role, scopes FROM oauth_tokens ORDER BY role")
+        assert [(r.role, sorted(r.scopes)) for r in roles] == [
+            ("bot", ["user:bot", "user:read:chat"]),
+            ("streamer", ["channel:bot"]),
+        ]
+        # Disconnecting the channel ends the streamer's tokens, not the bot role.
+        async with TwitchClient(env.settings, None) as twitch, sessions.begin() as session:
+            await disconnect_channel(session, twitch, STREAMER_ID, purge=False)
+        assert [r.role for r in await env.rows("SELECT role FROM oauth_tokens")] == ["bot"]
+        async with sessions() as session:
+            assert await connected_bot_id(session, STREAMER_ID) == STREAMER_ID
+
+
+def test_bot_user_id_is_required_outside_a_local_run() -> None:
+    with pytest.raises(ConfigurationError, match="BOT_USER_ID is required"):
+        load_settings(public_base_url="https://streamfold.example")
+    assert (
+        load_settings(public_base_url="https://streamfold.example", bot_user_id="7").is_local
+        is False
+    )
+    for local in ("http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"):
+        assert load_settings(public_base_url=local).bot_user_id is None
+
+
+async def test_streamer_and_bot_logins_always_show_twitch_consent(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with connected(settings, sessions) as env:
+        for role, forced in (("streamer", True), ("bot", True), ("viewer", False)):
+            start = await env.browser.get(
+                "/auth/twitch/login", params={"role": role}, follow_redirects=False
+            )
+            assert start.status_code == 302
+            query = httpx.URL(start.headers["location"]).params
+            assert (query.get("force_verify") == "true") is forced, role
