@@ -7,7 +7,8 @@ checks access by hand:
 - anonymous (no valid session cookie or API token): 401;
 - ``SIGNED_IN``: anyone signed in (viewers, streamers, operators): their own things;
 - ``CHANNEL_READER``: the streamer of that channel, or an operator (``OPERATOR_USER_IDS``);
-- ``CHANNEL_OWNER``: the streamer of that channel only (disconnect, purge);
+- ``CHANNEL_OWNER``: the streamer of that channel only, from a browser session
+  (disconnect, purge: a leaked API token must not be able to delete a channel's data);
 - ``browser_only``: a signed-in browser session, not an API token (a leaked token must
   not be able to mint or revoke tokens).
 
@@ -52,7 +53,7 @@ class Rule:
 
 SIGNED_IN = Rule(Audience.SIGNED_IN)
 CHANNEL_READER = Rule(Audience.CHANNEL_READER)
-CHANNEL_OWNER = Rule(Audience.CHANNEL_OWNER)
+CHANNEL_OWNER = Rule(Audience.CHANNEL_OWNER, browser_only=True)
 BROWSER_SESSION = Rule(Audience.SIGNED_IN, browser_only=True)
 
 

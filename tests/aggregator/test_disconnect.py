@@ -1,5 +1,6 @@
 """Every way a channel's authorization ends leads to a disconnected channel, its
-subscriptions deleted at the stand-in, its tokens purged and its sessions ended."""
+subscriptions deleted at the stand-in, its tokens purged, its sessions ended and its
+API tokens revoked."""
 
 from __future__ import annotations
 
@@ -22,11 +23,18 @@ from tests.connected import Connected, connected
 pytestmark = pytest.mark.usefixtures("redis")
 
 
-async def _connect_both(env: Connected) -> None:
+async def _connect_both(env: Connected) -> dict[str, str]:
+    """Both connected; returns headers with an API token the streamer created."""
     assert (await env.login("bot", env.bot)).status_code == 200
     assert (await env.login("streamer", env.streamer)).status_code == 200
     await env.standin.settled()
     assert len(_of(env, env.streamer.id)) == 3
+    created = await env.browser.post("/api/tokens", json={"name": "dashboard"})
+    assert created.status_code == 201, created.text
+    bearer = {"Authorization": f"Bearer {created.json()['token']}"}
+    summary = await env.browser.get(f"/api/channels/{env.streamer.id}/summary", headers=bearer)
+    assert summary.status_code == 200, summary.text
+    return bearer
 
 
 def _of(env: Connected, user_id: str) -> list[dict[str, Any]]:
@@ -44,8 +52,21 @@ async def _post(env: Connected, body: bytes, sub_type: str, message_type: str) -
     assert answer.status_code == 204, answer.text
 
 
-async def _assert_disconnected(env: Connected, user_id: str) -> None:
+async def _assert_disconnected(
+    env: Connected, user_id: str, bearer: dict[str, str] | None = None
+) -> None:
     assert _of(env, user_id) == []
+    if bearer is not None:  # the API token stopped working with the authorization
+        env.browser.cookies.clear()
+        answer = await env.browser.get(f"/api/channels/{user_id}/summary", headers=bearer)
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"] == "not_authenticated"
+    assert (
+        await env.scalar(
+            "SELECT count(*) FROM api_tokens WHERE user_id = :u AND revoked_at IS NULL", u=user_id
+        )
+        == 0
+    )
     assert not await env.scalar(
         "SELECT connected FROM channels WHERE broadcaster_id = :u", u=user_id
     )
@@ -69,12 +90,12 @@ async def test_user_authorization_revoke_notification_disconnects_the_channel(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     async with connected(settings, sessions) as env:
-        await _connect_both(env)
+        bearer = await _connect_both(env)
         env.standin.revoke_user(env.streamer.id)
         body = authorization_revoke_body("test-client-id", env.streamer.id)
         await _post(env, body, "user.authorization.revoke", "notification")
         await env.drain()  # folds, then runs the disconnect job the fold enqueued
-        await _assert_disconnected(env, env.streamer.id)
+        await _assert_disconnected(env, env.streamer.id, bearer)
         # The bot is untouched.
         assert await env.scalar("SELECT count(*) FROM oauth_tokens WHERE user_id = '9001'") == 1
 
@@ -84,12 +105,12 @@ async def test_a_revocation_for_lost_authorization_disconnects_the_channel(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], reason: str
 ) -> None:
     async with connected(settings, sessions) as env:
-        await _connect_both(env)
+        bearer = await _connect_both(env)
         online = next(s for s in _of(env, env.streamer.id) if s["type"] == "stream.online")
         body = revocation_body("stream.online", online["condition"], reason, online["id"])
         await _post(env, body, "stream.online", "revocation")
         await env.drain()
-        await _assert_disconnected(env, env.streamer.id)
+        await _assert_disconnected(env, env.streamer.id, bearer)
 
 
 async def test_a_chat_revocation_by_the_bot_disconnects_the_bot_not_the_channel(
@@ -124,7 +145,7 @@ async def test_a_refresh_failing_as_invalid_disconnects_the_channel(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], redis: ArqRedis
 ) -> None:
     async with connected(settings, sessions) as env:
-        await _connect_both(env)
+        bearer = await _connect_both(env)
         env.standin.revoke_user(env.streamer.id)
         async with sessions.begin() as session:
             await session.execute(
@@ -133,7 +154,7 @@ async def test_a_refresh_failing_as_invalid_disconnects_the_channel(
         counts = await _upkeep(env, redis)
         assert counts["disconnected"] == 1
         await env.drain()
-        await _assert_disconnected(env, env.streamer.id)
+        await _assert_disconnected(env, env.streamer.id, bearer)
         run = (await env.rows("SELECT job, outcome, counts FROM job_runs"))[0]
         assert (run.job, run.outcome) == ("token_upkeep", "success")
         assert run.counts["disconnected"] == 1

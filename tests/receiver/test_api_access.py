@@ -227,8 +227,15 @@ async def test_a_streamer_disconnects_and_then_purges_their_channel(
                 {"id": f"live-{broadcaster}", "b": broadcaster},
             )
     alice = await sign_in(sessions, settings, ALICE)
+    alice_token = await api_token(sessions, ALICE)
+    bob_token = await api_token(sessions, BOB)
+    assert (await api.get(f"/api/channels/{ALICE}/summary", headers=alice_token)).is_success
     first = await api.delete(f"/api/channels/{ALICE}", headers=alice)
     assert first.status_code == 200, first.text
+    # Her API tokens ended with the channel; another streamer's did not.
+    gone = await api.get(f"/api/channels/{ALICE}/summary", headers=alice_token)
+    _error(gone, 401, "not_authenticated")
+    assert (await api.get(f"/api/channels/{BOB}/summary", headers=bob_token)).is_success
     assert first.json() == {"broadcaster_id": ALICE, "connected": False, "purged": False}
     assert list(standin.subscriptions) == [f"sub-{BOB}"]
     async with sessions() as session:
@@ -245,3 +252,22 @@ async def test_a_streamer_disconnects_and_then_purges_their_channel(
     async with sessions() as session:
         left = (await session.execute(text("SELECT broadcaster_id FROM stream_sessions"))).all()
     assert [r.broadcaster_id for r in left] == [BOB]
+
+
+@pytest.mark.parametrize("purge", ["false", "true"])
+async def test_an_api_token_cannot_disconnect_or_purge_a_channel(
+    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], purge: str
+) -> None:
+    token = await api_token(sessions, ALICE)
+    refused = await api.delete(f"/api/channels/{ALICE}", params={"purge": purge}, headers=token)
+    _error(refused, 403, "forbidden")
+    assert "browser session" in refused.json()["detail"]
+    async with sessions() as session:
+        still = await session.scalar(
+            text("SELECT connected FROM channels WHERE broadcaster_id = :b"), {"b": ALICE}
+        )
+        live = await session.scalar(
+            text("SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL")
+        )
+    assert (still, live) == (True, 1)
+    assert (await api.get(f"/api/channels/{ALICE}/summary", headers=token)).is_success
