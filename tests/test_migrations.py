@@ -45,7 +45,7 @@ def test_existing_tokens_get_the_role_their_scopes_show(database_url: str) -> No
     """Before per-role tokens, a former bot's streamer login shared the bot's row: only
     a row that still carries the bot's scopes becomes the bot's."""
     config = alembic_config(database_url)
-    command.downgrade(config, "0002")
+    command.downgrade(config, "0003")
     with psycopg.connect(_libpq(database_url)) as conn:
         conn.execute(
             """INSERT INTO twitch_users (id, login, display_name, is_bot) VALUES
