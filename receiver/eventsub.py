@@ -2,15 +2,19 @@
 
 Order matters: headers, then the raw body (bounded in size and time), then the
 signature over exactly those bytes, then the replay window. Nothing is parsed, queued
-or stored before the signature checks out.
+or stored before the signature checks out. Then the signed body, not the unsigned
+Message-Type and Subscription-Type headers, says what the message is; a header that
+contradicts it is refused, so a captured message cannot be replayed as another kind.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import msgspec
 import structlog
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
@@ -18,18 +22,22 @@ from receiver.body import Headers, read_body, read_headers
 from receiver.context import Context
 from receiver.metrics import NOTIFICATIONS
 from receiver.refusals import note_refusal
-from receiver.signature import check_fresh, verify
+from receiver.signature import MAX_AGE, MAX_FUTURE_SKEW, check_fresh, verify
 from schema.channels import AUTH_LOST_REASONS, enqueue_disconnect, enqueue_token_check
 from schema.errors import BadRequest, Forbidden, MalformedHeaders, QueueUnavailable
 from schema.events import (
     FOLDED_TYPES,
+    NOTIFICATION,
+    VERIFICATION,
     Delivery,
     WireSubscription,
     challenge_decoder,
     parse_instant,
+    read_kind,
     revocation_decoder,
 )
 from schema.logs import get_logger
+from schema.settings import Settings
 from schema.subscriptions import (
     is_expected,
     record_revocation,
@@ -38,9 +46,10 @@ from schema.subscriptions import (
 
 log = get_logger("receiver.eventsub")
 
-NOTIFICATION = "notification"
-VERIFICATION = "webhook_callback_verification"
-REVOCATION = "revocation"
+# A signed message is accepted while its timestamp is within MAX_AGE behind and
+# MAX_FUTURE_SKEW ahead of our clock, so a replay is possible for their sum at most.
+# Notifications are remembered by the fold's ledger; challenges and revocations here.
+SEEN_TTL = MAX_AGE + MAX_FUTURE_SKEW + timedelta(minutes=1)
 
 # Resolved once: a labelled child per outcome, not a label lookup per request.
 ACCEPTED = NOTIFICATIONS.labels(outcome="accepted")
@@ -70,21 +79,76 @@ async def callback(request: Request) -> Response:
             reason=getattr(exc, "code", type(exc).__name__),
         )
         raise
-    if headers.message_type == NOTIFICATION:
-        return await _notification(ctx, headers, body)
+    message_type, subscription_type = _signed_kind(headers, body)
+    if message_type == NOTIFICATION:
+        return await _notification(ctx, headers, subscription_type, body)
     with structlog.contextvars.bound_contextvars(message_id=headers.message_id):
-        if headers.message_type == VERIFICATION:
-            return await _verification(ctx, body)
-        if headers.message_type == REVOCATION:
+        if not await _first_sighting(ctx, headers.message_id):
+            log.info("eventsub.duplicate", message_type=message_type)
+            if message_type == VERIFICATION:  # the same answer again, nothing recorded
+                decoded, _ = _subscription(challenge_decoder, body)
+                return PlainTextResponse(decoded.challenge, status_code=200)  # type: ignore[attr-defined]
+            return Response(status_code=204)
+        try:
+            if message_type == VERIFICATION:
+                return await _verification(ctx, body)
             return await _revocation(ctx, body)
-        log.warning("eventsub.unknown_message_type", message_type=headers.message_type[:64])
-        return Response(status_code=204)
+        except BaseException:
+            # Not acted on: Twitch's retry of this message must be handled, not dropped.
+            await _forget_sighting(ctx, headers.message_id)
+            raise
 
 
-async def _notification(ctx: Context, headers: Headers, body: bytes) -> Response:
-    subscription_type = headers.subscription_type
-    if subscription_type is None:
+def _signed_kind(headers: Headers, body: bytes) -> tuple[str, str]:
+    """Message type and subscription type from the signed body, if the headers agree."""
+    try:
+        kind = read_kind(body)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    if headers.message_type != kind.message_type:
+        raise MalformedHeaders(
+            f"Twitch-Eventsub-Message-Type {headers.message_type[:64]!r} contradicts the "
+            f"signed body, a {kind.message_type} message"
+        )
+    if headers.subscription_type is None:
         raise MalformedHeaders("missing header Twitch-Eventsub-Subscription-Type")
+    if headers.subscription_type != kind.subscription_type:
+        raise MalformedHeaders(
+            f"Twitch-Eventsub-Subscription-Type {headers.subscription_type[:100]!r} differs "
+            f"from the signed body's subscription type {kind.subscription_type[:100]!r}"
+        )
+    return kind.message_type, kind.subscription_type
+
+
+def _seen_key(settings: Settings, message_id: str) -> str:
+    return f"{settings.queue_name}:eventsub-seen:{message_id}"
+
+
+async def _first_sighting(ctx: Context, message_id: str) -> bool:
+    """Remember ``message_id`` for the replay window; False if it was already there."""
+    try:
+        first = await ctx.redis.set(
+            _seen_key(ctx.settings, message_id),
+            b"1",
+            ex=int(SEEN_TTL.total_seconds()),
+            nx=True,
+        )
+    except (RedisError, OSError) as exc:
+        log.warning("eventsub.seen_unavailable", error=type(exc).__name__)
+        raise QueueUnavailable("cannot tell a first delivery from a replay right now") from None
+    return bool(first)
+
+
+async def _forget_sighting(ctx: Context, message_id: str) -> None:
+    try:
+        await ctx.redis.delete(_seen_key(ctx.settings, message_id))
+    except (RedisError, OSError) as exc:  # Twitch's retry then counts as a duplicate
+        log.warning("eventsub.seen_not_forgotten", error=type(exc).__name__)
+
+
+async def _notification(
+    ctx: Context, headers: Headers, subscription_type: str, body: bytes
+) -> Response:
     if subscription_type not in FOLDED_TYPES:
         IGNORED.inc()
         log.info(
@@ -121,13 +185,17 @@ async def _verification(ctx: Context, body: bytes) -> Response:
         # Only subscriptions we asked for: a pending create of this type and condition
         # (the challenge can beat our create call's answer) or an id we recorded.
         if not await is_expected(session, ctx.redis, subscription):
-            log.warning(
-                "eventsub.challenge_refused",
-                subscription_id=subscription.id,
-                subscription_type=subscription.type,
-            )
-            raise Forbidden("challenge for a subscription streamfold did not request")
-        if not await record_verified_unless_busy(session, subscription):
+            if not ctx.settings.eventsub_accept_any_challenge:
+                log.warning(
+                    "eventsub.challenge_refused",
+                    subscription_id=subscription.id,
+                    subscription_type=subscription.type,
+                )
+                raise Forbidden("challenge for a subscription streamfold did not request")
+            # The local run: `twitch event verify-subscription` invents the subscription.
+            # Answered, and nothing stored about it.
+            log.info("eventsub.challenge_unrequested_accepted", subscription_id=subscription.id)
+        elif not await record_verified_unless_busy(session, subscription):
             log.info("eventsub.challenge_record_deferred", subscription_id=subscription.id)
     log.info(
         "eventsub.challenge_answered",
@@ -141,7 +209,15 @@ async def _verification(ctx: Context, body: bytes) -> Response:
 async def _revocation(ctx: Context, body: bytes) -> Response:
     _, subscription = _subscription(revocation_decoder, body)
     async with ctx.sessions.begin() as session:
-        await record_revocation(session, subscription)
+        known = await record_revocation(session, subscription)
+    if not known:
+        log.warning(
+            "eventsub.unknown_revoked",
+            subscription_id=subscription.id[:64],
+            subscription_type=subscription.type[:100],
+            reason=subscription.status[:64],
+        )
+        return Response(status_code=204)
     if subscription.status in AUTH_LOST_REASONS:
         await _follow_lost_authorization(ctx, subscription)
     REVOKED.inc()

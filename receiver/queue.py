@@ -81,9 +81,12 @@ class NotificationQueue:
         """One round trip: the arq job and its queue entry in one MULTI/EXEC.
 
         arq's ``enqueue_job`` first WATCHes the job key and checks it is new (three round
-        trips). We need not ask: a job id is derived from the message ids it carries, so
-        an existing job with this id carries the same deliveries, and PostgreSQL's
-        ledger, not the job id, decides what is folded.
+        trips). Both writes here are "only if absent" instead: a job id is derived from
+        the message ids it carries, so a redelivery arriving while the first copy is
+        still queued finds its job and leaves it as it is. Overwriting would replace the
+        first delivery's timestamp, the notification's event time, with the retry's.
+        Once the job has run its key is gone and a redelivery is queued anew; PostgreSQL's
+        ledger, not the job id, then drops it.
         """
         job_id = fold_job_id(deliveries)
         now_ms = int(time.time() * 1000)
@@ -96,6 +99,7 @@ class NotificationQueue:
             serializer=self._redis.job_serializer,
         )
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.psetex(job_key_prefix + job_id, JOB_EXPIRES_MS, job)
-            pipe.zadd(self._queue_name, {job_id: now_ms})
+            pipe.set(job_key_prefix + job_id, job, px=JOB_EXPIRES_MS, nx=True)
+            # NX keeps a queued or retrying job's run-at time as arq set it.
+            pipe.zadd(self._queue_name, {job_id: now_ms}, nx=True)
             await pipe.execute()

@@ -6,11 +6,13 @@ matters on the fold's hot path; unknown fields are ignored, as Twitch may add th
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NewType
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 BroadcasterId = NewType("BroadcasterId", str)
 MessageId = NewType("MessageId", str)
@@ -23,8 +25,20 @@ AUTHORIZATION_REVOKE = "user.authorization.revoke"
 FOLDED_TYPES = frozenset({STREAM_ONLINE, STREAM_OFFLINE, CHAT_MESSAGE, AUTHORIZATION_REVOKE})
 
 
+# RFC 3339 section 5.6 (date-time). ``datetime.fromisoformat`` alone accepts far more of
+# ISO 8601: week dates (2026-W49-2), ordinal dates, the basic format without separators,
+# hour-only times. A signed timestamp in any of those is not what Twitch sends.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})",
+    re.ASCII,
+)
+
+
 def parse_instant(value: str) -> datetime:
     """RFC 3339 with 0-9 fractional digits (Twitch varies it) to an aware UTC datetime."""
+    if _RFC3339.fullmatch(value) is None:
+        raise ValueError(f"not an RFC 3339 instant: {value[:64]!r}")
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError(f"instant without a time zone: {value!r}")
@@ -122,6 +136,62 @@ _DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
 }
 challenge_decoder = msgspec.json.Decoder(ChallengeBody)
 revocation_decoder = msgspec.json.Decoder(RevocationBody)
+
+
+# -- what a message is, from its signed body -------------------------------------------------
+
+NOTIFICATION = "notification"
+VERIFICATION = "webhook_callback_verification"
+REVOCATION = "revocation"
+
+
+class _SubscriptionHead(msgspec.Struct, frozen=True):
+    type: str
+    status: str
+
+
+class _Head(msgspec.Struct, frozen=True):
+    """Only what decides how a message is handled. The event is checked to be JSON and
+    skipped, not built: the worker decodes it against its type, and a notification with
+    the wrong event shape is still acknowledged and dead-lettered there."""
+
+    subscription: _SubscriptionHead
+    event: msgspec.Raw | UnsetType = UNSET
+    challenge: str | UnsetType = UNSET
+
+
+_head_decoder = msgspec.json.Decoder(_Head)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedKind:
+    """What the signed body says a message is. Twitch signs neither the Message-Type nor
+    the Subscription-Type header, so those may only agree with this, never decide."""
+
+    message_type: str
+    subscription_type: str
+
+
+def read_kind(body: bytes) -> SignedKind:
+    """A notification has an ``event``, a challenge a ``challenge``, a revocation neither
+    and a status other than ``enabled``; ``ValueError`` for any other body."""
+    try:
+        head = _head_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"body is not a valid EventSub message: {exc}") from None
+    except RecursionError:
+        raise ValueError("body is not a valid EventSub message: nested too deeply") from None
+    has_event = head.event is not UNSET
+    has_challenge = head.challenge is not UNSET
+    if has_event and not has_challenge:
+        message_type = NOTIFICATION
+    elif has_challenge and not has_event:
+        message_type = VERIFICATION
+    elif not has_event and head.subscription.status != "enabled":
+        message_type = REVOCATION
+    else:
+        raise ValueError("body is neither a notification, a challenge nor a revocation")
+    return SignedKind(message_type, head.subscription.type)
 
 
 # -- typed notifications, what the fold works on ---------------------------------------------

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     bot_user_id: str | None = None
     # Ensure the app-wide user.authorization.revoke subscription when the receiver starts.
     eventsub_ensure_at_startup: bool = True
+    # Answer challenges for subscriptions streamfold did not create (the Twitch CLI's
+    # verify-subscription invents them). Only `streamfold dev` turns this on.
+    eventsub_accept_any_challenge: bool = False
     # Origins of frontends allowed to call /api/* with credentials (comma-separated).
     cors_allowed_origins: str = ""
     # Reconciliation closes a session on Helix's word only once it is this old: Helix

@@ -67,11 +67,25 @@ _NOTE_CHAT_REVOCATION = text("""
     WHERE broadcaster_id = :b
 """)
 
+_REVOKE = text("""
+    UPDATE eventsub_subscriptions
+       SET status = :status, revoked_at = now(), updated_at = now()
+     WHERE id = :id
+    RETURNING 1
+""")
 
-async def record_revocation(session: AsyncSession, subscription: WireSubscription) -> None:
+
+async def record_revocation(session: AsyncSession, subscription: WireSubscription) -> bool:
     """Twitch revoked it; ``subscription.status`` holds the reason. A chat revocation is
-    also noted on its channel, where it outlives the subscription's own row."""
-    await upsert_subscription(session, subscription, status=subscription.status, revoked=True)
+    also noted on its channel, where it outlives the subscription's own row. Only a
+    subscription we know of is recorded (False otherwise): a revocation of someone else's
+    is no record of ours, and storing it would make a row for every id Twitch's tools
+    invent."""
+    revoked = await session.execute(
+        _REVOKE, {"id": subscription.id[:64], "status": subscription.status[:64]}
+    )
+    if revoked.first() is None:
+        return False
     broadcaster_id = subscription.condition.get("broadcaster_user_id")
     if subscription.type == CHAT_MESSAGE and broadcaster_id is not None:
         await session.execute(
@@ -82,6 +96,7 @@ async def record_revocation(session: AsyncSession, subscription: WireSubscriptio
                 "blocked": subscription.status in CHAT_BLOCKED_REASONS,
             },
         )
+    return True
 
 
 def _expectation_key(sub_type: str, condition: dict[str, str]) -> str:

@@ -34,6 +34,7 @@ def run_dev() -> int:
     for key, value in localenv.ensure_local_secrets().items():
         env.setdefault(key, value)
     env.setdefault("LOG_FORMAT", "console")
+    env.setdefault("EVENTSUB_ACCEPT_ANY_CHALLENGE", "true")  # for the Twitch CLI
     env.setdefault("PORT", "8000")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
     embedded_note = []

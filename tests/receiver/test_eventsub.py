@@ -30,6 +30,26 @@ async def queued_jobs(redis: ArqRedis, settings: Settings) -> int:
     return int(await redis.zcard(settings.queue_name))
 
 
+async def known_subscription(
+    sessions: async_sessionmaker[AsyncSession], sub_id: str, sub_type: str
+) -> None:
+    """A subscription streamfold created and Twitch enabled."""
+    condition = (
+        '{"broadcaster_user_id": "1337", "user_id": "9"}'
+        if sub_type == "channel.chat.message"
+        else '{"broadcaster_user_id": "1337"}'
+    )
+    async with sessions.begin() as session:
+        await session.execute(
+            text(
+                "INSERT INTO eventsub_subscriptions "
+                "(id, type, version, condition, broadcaster_id, status) VALUES "
+                "(:id, :type, '1', CAST(:condition AS jsonb), '1337', 'enabled')"
+            ),
+            {"id": sub_id, "type": sub_type, "condition": condition},
+        )
+
+
 def chat(clock: Clock, **kwargs: object) -> object:
     body = chat_message_body("1337", "42", "chat-1")
     return signed(SECRET_BYTES, body, "channel.chat.message", sent_at=clock.now, **kwargs)  # type: ignore[arg-type]
@@ -107,6 +127,7 @@ async def test_revocation_is_acknowledged_and_recorded(
     redis: ArqRedis,
     settings: Settings,
 ) -> None:
+    await known_subscription(sessions, "sub-9", "channel.chat.message")
     body = revocation_body(
         "channel.chat.message",
         {"broadcaster_user_id": "1337", "user_id": "9"},
@@ -229,7 +250,10 @@ async def test_unknown_subscription_type_is_acknowledged_and_not_queued(
     receiver: httpx.AsyncClient, clock: Clock, redis: ArqRedis, settings: Settings
 ) -> None:
     message = signed(
-        SECRET_BYTES, b'{"subscription":{},"event":{}}', "channel.follow", sent_at=clock.now
+        SECRET_BYTES,
+        b'{"subscription":{"type":"channel.follow","status":"enabled"},"event":{}}',
+        "channel.follow",
+        sent_at=clock.now,
     )
     response = await receiver.post(
         "/eventsub/callback", content=message.body, headers=message.headers()
