@@ -173,8 +173,9 @@ class SignedKind:
 
 
 def read_kind(body: bytes) -> SignedKind:
-    """A notification has an ``event``, a challenge a ``challenge``, a revocation neither
-    and a status other than ``enabled``; ``ValueError`` for any other body."""
+    """A challenge has a ``challenge``; a revocation has none and a status other than
+    ``enabled``; a notification has an ``event`` and status ``enabled``. ``ValueError``
+    for any other body."""
     try:
         head = _head_decoder.decode(body)
     except msgspec.DecodeError as exc:
@@ -182,13 +183,16 @@ def read_kind(body: bytes) -> SignedKind:
     except RecursionError:
         raise ValueError("body is not a valid EventSub message: nested too deeply") from None
     has_event = head.event is not UNSET
-    has_challenge = head.challenge is not UNSET
-    if has_event and not has_challenge:
-        message_type = NOTIFICATION
-    elif has_challenge and not has_event:
+    if head.challenge is not UNSET:
+        if has_event:
+            raise ValueError("body has both a challenge and an event")
         message_type = VERIFICATION
-    elif not has_event and head.subscription.status != "enabled":
+    elif head.subscription.status != "enabled":
+        # Twitch's revocations carry no event; the Twitch CLI's (`trigger -r <status>`)
+        # keep the generated one. Either way it is no notification: those are "enabled".
         message_type = REVOCATION
+    elif has_event:
+        message_type = NOTIFICATION
     else:
         raise ValueError("body is neither a notification, a challenge nor a revocation")
     return SignedKind(message_type, head.subscription.type)

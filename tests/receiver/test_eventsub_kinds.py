@@ -253,6 +253,22 @@ async def test_a_revocation_of_an_unknown_subscription_is_acknowledged_and_store
     assert await queued(redis, settings) == 0  # no disconnect of anyone either
 
 
+async def test_a_revocation_carrying_an_event_as_the_twitch_cli_sends_it_is_a_revocation(
+    receiver: httpx.AsyncClient, clock: Clock, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    condition = '{"broadcaster_user_id": "1337"}'
+    await enabled_subscription(sessions, "sub-cli", "stream.online", condition)
+    decoded = msgspec.json.decode(stream_online_body("1337", "s1", clock.now))
+    decoded["subscription"].update(id="sub-cli", status="user_removed")
+    body = msgspec.json.encode(decoded)
+    as_notification = signed(KEY, body, "stream.online", sent_at=clock.now)
+    assert (await post(receiver, as_notification)).status_code == 400
+    revocation = signed(KEY, body, "stream.online", sent_at=clock.now, message_type="revocation")
+    assert (await post(receiver, revocation)).status_code == 204
+    [row] = await subscription_rows(sessions)
+    assert row.status == "user_removed"
+
+
 def invented_challenge(clock: Clock) -> Message:
     """What `twitch event verify-subscription` sends: a subscription nobody created."""
     body = challenge_body("cli-challenge", "stream.online", {"broadcaster_user_id": "555"}, "cli")
