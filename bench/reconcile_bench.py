@@ -1,6 +1,6 @@
 """Reconciliation of many connected channels against the Helix stand-in.
 
-The stand-in (``tests/twitch_standin.py``) enforces Twitch's 800 points per minute and
+The stand-in (``streamfold/twitch_local.py``) enforces Twitch's 800 points per minute and
 answers 429 with ``Ratelimit-Reset`` beyond it; it runs under uvicorn in this process,
 as in the reconciliation tests, and each repetition gets a fresh one (a fresh bucket).
 Every channel has its two stream subscriptions already (a steady-state run), one in ten
@@ -30,8 +30,8 @@ FERNET_KEY = "PMTMaeXo8xDgzfqx186p997eDuCdevBsfhkN0mC-_Lw="
 async def _one(env: Environment, channels: list[str], *, baseline: bool) -> dict[str, Any]:
     from aggregator.reconcile import reconcile_once
     from schema.twitch import TwitchClient
+    from streamfold.twitch_local import TwitchStandin, point_at
     from tests.aggregator.reconcile_rig import Rig
-    from tests.twitch_standin import TwitchStandin, point_at
 
     standin = TwitchStandin()
     engine = create_engine(env.database_url, pool_size=2)

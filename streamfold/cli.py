@@ -124,7 +124,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         f"refused) to {url}"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    statuses = asyncio.run(send(url, plan))
+    from streamfold.simulate_local import local_twitch_url
+
+    if settings.database_url is not None and local_twitch_url(settings) is not None:
+        from streamfold.simulate_live import send_with_local_twitch
+
+        base = url.removesuffix("/eventsub/callback")
+        statuses = asyncio.run(send_with_local_twitch(settings, base, url, plan))
+    else:
+        statuses = asyncio.run(send(url, plan))
     print("answers:", ", ".join(f"{n} x {code}" for code, n in sorted(statuses.items())))
     print(describe(plan))
     if settings.database_url is None:
@@ -133,6 +141,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from streamfold.simulate import wait_and_compare
 
     return asyncio.run(wait_and_compare(settings, plan))
+
+
+def cmd_local_twitch(args: argparse.Namespace) -> int:
+    from streamfold.twitch_local_run import LOCAL_CLIENT_ID, serve
+
+    settings = _settings()
+    secret = settings.twitch_client_secret
+    serve(
+        args.port,
+        settings.twitch_client_id or LOCAL_CLIENT_ID,
+        secret.get_secret_value() if secret else "local-client-secret",
+    )
+    return 0
 
 
 def cmd_requeue_failed(args: argparse.Namespace) -> int:
@@ -223,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--channels", type=int, default=3)
     sim.add_argument("--messages", type=int, default=600)
     sim.add_argument("--chatters", type=int, default=40)
+    local = add(
+        "local-twitch",
+        cmd_local_twitch,
+        "serve the local Twitch stand-in (consent page, Helix, EventSub) on 127.0.0.1",
+    )
+    local.add_argument("--port", type=int, default=8090)
     add(
         "requeue-failed",
         cmd_requeue_failed,

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
-from streamfold import embedded, localenv
+from streamfold import embedded, localenv, twitch_local_run
 from streamfold.migrate import upgrade_head
 
 APP_STOP_SECONDS = 10.0  # web and worker: cancelled jobs are re-queued, so no need to wait long
@@ -88,7 +88,29 @@ def _wait_until_ready(base: str, web: subprocess.Popen[bytes], stop: _Stop) -> b
     return False
 
 
-def _banner(env: dict[str, str], services: list[str], logs: Path) -> str:
+def _start_local_twitch(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """No Twitch application configured: run the local Twitch and point web and worker
+    at it, so sign-in and reconciliation work without a Twitch account."""
+    port = embedded.free_port()
+    env.update(twitch_local_run.environment(port))
+    return subprocess.Popen(  # noqa: S603
+        twitch_local_run.command(port),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # stopped after its clients, like the embedded Redis
+    )
+
+
+def _twitch_note(env: dict[str, str], local: bool) -> str:
+    if not local:
+        return "Twitch (TWITCH_CLIENT_ID from the environment)"
+    base = env["TWITCH_AUTH_BASE"].removesuffix("/oauth2")
+    return f"local stand-in at {base} (no TWITCH_CLIENT_ID set; demo users, no account)"
+
+
+def _banner(env: dict[str, str], services: list[str], logs: Path, twitch: str = "") -> str:
     base = env["PUBLIC_BASE_URL"]
     return f"""
 streamfold is running.
@@ -96,6 +118,8 @@ streamfold is running.
   EventSub secret  {env["EVENTSUB_SECRET"]}   (kept in {localenv.SECRETS_FILE})
   services         {"; ".join(services) or "from DATABASE_URL and REDIS_URL"}
   logs             embedded servers and migrations in {logs}/
+  twitch           {twitch}
+  pages            {base}/   (sign in as a demo streamer or viewer)
   health           {base}/readyz     metrics {base}/metrics
 
 Try next, in another terminal (same folder):
@@ -122,6 +146,8 @@ def run_dev() -> int:
     app: dict[str, subprocess.Popen[bytes]] = {}
     redis: subprocess.Popen[bytes] | None = None
     redis_log: IO[bytes] | None = None
+    twitch: subprocess.Popen[bytes] | None = None
+    twitch_log: IO[bytes] | None = None
     try:
         if not env.get("DATABASE_URL"):
             env["DATABASE_URL"] = embedded.start_postgres(localenv.DATA_DIR, quiet=True)
@@ -141,18 +167,28 @@ def run_dev() -> int:
             if not _wait_until_reachable(env["REDIS_URL"], 6379, stop):
                 return 0
             services.append(f"Redis (embedded, data in {localenv.DATA_DIR}/redis)")
-        localenv.write_run_file(
-            {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "PORT", "PUBLIC_BASE_URL")}
-        )
+        shared: tuple[str, ...] = localenv.RUN_KEYS
+        if not env.get("TWITCH_CLIENT_ID"):
+            twitch_log = (logs / "local-twitch.log").open("ab")
+            twitch = _start_local_twitch(env, twitch_log)
+            if not _wait_until_reachable(env["TWITCH_AUTH_BASE"], 80, stop):
+                return 0
+            shared += localenv.LOCAL_TWITCH_KEYS
+        localenv.write_run_file({k: env[k] for k in shared})
         if stop:
             return 0
-        return _supervise(env, app, stop, services, logs)
+        note = _twitch_note(env, twitch is not None)
+        return _supervise(env, app, stop, services, logs, note)
     finally:
         _stop_processes(app.values(), APP_STOP_SECONDS)
         if redis is not None:
             _stop_processes([redis], REDIS_STOP_SECONDS)
         if redis_log is not None:
             redis_log.close()
+        if twitch is not None:
+            _stop_processes([twitch], APP_STOP_SECONDS)
+        if twitch_log is not None:
+            twitch_log.close()
         embedded.stop_postgres()
         localenv.RUN_FILE.unlink(missing_ok=True)
 
@@ -163,6 +199,7 @@ def _supervise(
     stop: _Stop,
     services: list[str],
     logs: Path,
+    twitch: str = "",
 ) -> int:
     """Start the web, print the banner once it is ready (so a ``simulate`` started at once
     connects), then the worker (its log follows the banner; what the web accepted meanwhile
@@ -175,7 +212,7 @@ def _supervise(
             return 0
         print("stopping: the web did not become ready (see the log above)", flush=True)
         return 1
-    print(_banner(env, services, logs), flush=True)
+    print(_banner(env, services, logs, twitch), flush=True)
     children["worker"] = subprocess.Popen(commands["worker"], env=env)  # noqa: S603
     restarts = 0
     while not stop.wait(0.5):

@@ -16,6 +16,15 @@ from cryptography.fernet import Fernet
 DATA_DIR = Path(os.environ.get("STREAMFOLD_DATA_DIR", ".streamfold"))
 SECRETS_FILE = DATA_DIR / "secrets.env"
 RUN_FILE = DATA_DIR / "run.env"
+# What `streamfold dev` shares with the other commands while it runs.
+RUN_KEYS = ("DATABASE_URL", "REDIS_URL", "PORT", "PUBLIC_BASE_URL")
+# Shared too when it started the local Twitch (never a real application's secret).
+LOCAL_TWITCH_KEYS = (
+    "TWITCH_CLIENT_ID",
+    "TWITCH_CLIENT_SECRET",
+    "TWITCH_API_BASE",
+    "TWITCH_AUTH_BASE",
+)
 
 
 def _read(path: Path) -> dict[str, str]:

@@ -13,6 +13,7 @@ import asyncio
 import random
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -126,7 +127,19 @@ def message_time(message: Message) -> datetime:
     )
 
 
-async def send(url: str, plan: Plan, concurrency: int = 16) -> Counter[int]:
+Step = Callable[[], Awaitable[None]]
+
+
+async def send(
+    url: str,
+    plan: Plan,
+    concurrency: int = 16,
+    *,
+    after_online: Step | None = None,
+    before_offline: Step | None = None,
+) -> Counter[int]:
+    """``after_online``/``before_offline``: what else must happen while the streams are
+    live (the local Twitch listing them in Helix, reconciliation sampling viewers)."""
     statuses: Counter[int] = Counter()
     limit = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(timeout=10) as client:
@@ -153,6 +166,10 @@ async def send(url: str, plan: Plan, concurrency: int = 16) -> Counter[int]:
         offline = [d for d in plan.deliveries if d[0].subscription_type == "stream.offline"]
         chat = [d for d in plan.deliveries if d[0].subscription_type == "channel.chat.message"]
         for group in (online, chat, offline, plan.refused):
+            if group is chat and after_online is not None:
+                await after_online()
+            if group is offline and before_offline is not None:
+                await before_offline()
             tasks = []
             for message, want in group:
                 tasks.append(post(message, want, seen[message.message_id]))

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from aggregator.worker import create_worker
 from receiver.app import create_app
 from schema.settings import Settings
+from streamfold.twitch_local import StandinUser, TwitchStandin, forget_app_token, point_at
 from tests.conftest import free_port, serve
-from tests.twitch_standin import StandinUser, TwitchStandin, forget_app_token, point_at
 
 BOT = ("9001", "streamfold_bot")
 STREAMER = ("1337", "coolstreamer")

@@ -9,9 +9,9 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from schema.settings import Settings
+from streamfold.twitch_local import TwitchStandin, forget_app_token, point_at
 from tests.aggregator.reconcile_rig import NOWHERE, Rig
 from tests.conftest import serve
-from tests.twitch_standin import TwitchStandin, forget_app_token, point_at
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from aggregator.reconcile import RunResult, reconcile_once
 from schema.settings import Settings
 from schema.twitch import TwitchClient
-from tests.twitch_standin import CHAT_USER_SCOPES, Grant, TwitchStandin
+from streamfold.twitch_local import CHAT_USER_SCOPES, Grant, TwitchStandin
 
 BOT_ID = "900"
 NOWHERE = "http://127.0.0.1:9"  # challenges sent here fail: subscriptions stay unverified

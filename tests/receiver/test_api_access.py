@@ -16,9 +16,9 @@ from receiver.api.routes import OPERATIONS
 from receiver.app import create_app
 from receiver.identity import SESSION_COOKIE, start_login_session
 from schema.settings import Settings
+from streamfold.twitch_local import TwitchStandin, point_at
 from tests.conftest import serve
 from tests.receiver.people import add_user, api_token, sign_in
-from tests.twitch_standin import TwitchStandin, point_at
 
 ALICE, BOB, VIEWER, OPERATOR = "1337", "4242", "501", "9000"
 ORIGIN = "https://dashboard.example"

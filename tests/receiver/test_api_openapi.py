@@ -21,10 +21,10 @@ from receiver.api.routes import OPERATIONS
 from receiver.app import create_app
 from receiver.identity import SESSION_COOKIE
 from schema.settings import Settings
+from streamfold.twitch_local import TwitchStandin, point_at
 from tests.conftest import Clock, serve
 from tests.receiver.api_script import ALICE, BOB, fold_history
 from tests.receiver.people import add_user, sign_in
-from tests.twitch_standin import TwitchStandin, point_at
 
 # Examples per operation and mode: about 20 s for the whole run on a 2-core machine.
 EXAMPLES = 25

@@ -21,8 +21,8 @@ from schema.twitch import (
     TwitchRejected,
     TwitchUnavailable,
 )
+from streamfold.twitch_local import TwitchStandin, challenge_echo_app, point_at
 from tests.conftest import serve
-from tests.twitch_standin import TwitchStandin, challenge_echo_app, point_at
 
 CALLBACK = "http://127.0.0.1:9/eventsub/callback"  # nothing listens: verification fails
 SUB_SECRET = "subscription-secret-0123"

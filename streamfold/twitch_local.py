@@ -1,8 +1,11 @@
-"""A small stand-in for Twitch: the documented shapes of OAuth (PROTOCOL.md 5), Helix users
-and streams (6) and EventSub subscription management (3), served by Starlette.
+"""The local Twitch: the documented shapes of OAuth (PROTOCOL.md 5), Helix users and
+streams (6) and EventSub subscription management (3), served by Starlette.
 
-Run it under uvicorn (``tests.conftest.serve(standin.app)``) and point
-``TWITCH_AUTH_BASE`` at ``{url}/oauth2`` and ``TWITCH_API_BASE`` at ``{url}/helix``.
+The tests and benchmarks drive it in-process (``streamfold.serving.serve(standin.app)``);
+``streamfold dev`` without Twitch credentials runs it beside the product
+(``streamfold local-twitch``), with demo users, a consent page and streams whose viewer
+counts move. Point ``TWITCH_AUTH_BASE`` at ``{url}/oauth2`` and ``TWITCH_API_BASE`` at
+``{url}/helix``.
 A created webhook subscription is verified the way Twitch does it: a signed
 ``webhook_callback_verification`` is POSTed to the callback, and the subscription is
 enabled only if the answer is 200, ``text/plain`` and exactly the challenge.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import secrets
 import time
 import uuid
@@ -31,6 +35,7 @@ from starlette.routing import Route
 from receiver.signature import sign
 from schema.settings import Settings
 from schema.twitch.app_token import cache_key
+from streamfold import twitch_consent as consent_page
 
 LIVE = ("enabled", "webhook_callback_verification_pending")
 # Scopes Twitch requires before a chat subscription may be created (PROTOCOL.md 4.3, 5.10).
@@ -175,9 +180,10 @@ class TwitchStandin:
         self.streams_gate: asyncio.Event | None = None
         self.refused_by_bucket = 0  # 429s the bucket answered (not injected ones)
         self.chat_bans: set[tuple[str, str]] = set()  # (broadcaster id, banned user id)
+        self.moving: dict[str, int] = {}  # user_id -> base viewers of a drifting audience
         self.app = Starlette(
             routes=[
-                Route("/oauth2/authorize", self.authorize),
+                Route("/oauth2/authorize", self.authorize, methods=["GET", "POST"]),
                 Route("/oauth2/token", self.token, methods=["POST"]),
                 Route("/oauth2/validate", self.validate),
                 Route("/oauth2/revoke", self.revoke, methods=["POST"]),
@@ -188,6 +194,7 @@ class TwitchStandin:
                     self.eventsub,
                     methods=["GET", "POST", "DELETE"],
                 ),
+                Route("/_local/streams", self.local_streams, methods=["POST"]),
             ]
         )
 
@@ -222,6 +229,40 @@ class TwitchStandin:
             "tag_ids": [],
             "is_mature": False,
         }
+
+    async def local_streams(self, request: Request) -> Response:
+        """Local-only control (not Twitch's): ``streamfold simulate`` marks channels live or
+        offline here, so Helix Get Streams agrees with the events it sends."""
+        try:
+            body = msgspec.json.decode(await request.body())
+            changes = [(str(c["broadcaster_id"]), c) for c in body["streams"]]
+        except (msgspec.DecodeError, KeyError, TypeError):
+            return _error(400, 'send {"streams": [{"broadcaster_id": ..., "live": bool}]}')
+        for user_id, change in changes:
+            if not change.get("live"):
+                self.live.pop(user_id, None)
+                continue
+            if user_id not in self.users:
+                self.add_user(user_id, change.get("login") or f"channel_{user_id}")
+            self.go_live(
+                user_id, stream_id=change.get("stream_id"), viewers=int(change.get("viewers", 50))
+            )
+            stream = self.live[user_id]
+            stream["started_at"] = change.get("started_at") or stream["started_at"]
+            stream["title"] = change.get("title") or stream["title"]
+            self.moving[user_id] = stream["viewer_count"]
+        return JSONResponse({"live": sorted(self.live)})
+
+    def _viewed(self, stream: dict[str, Any]) -> dict[str, Any]:
+        """A stream marked live through the local control has an audience that drifts
+        minute by minute around its starting size, as real viewer counts do."""
+        base = self.moving.get(stream["user_id"])
+        if base is not None:
+            minute = time.time() / 60
+            phase = sum(map(ord, stream["user_id"])) % 7
+            drift = 0.25 * math.sin(minute / 3 + phase) + random.uniform(-0.05, 0.05)
+            stream["viewer_count"] = max(1, round(base * (1 + drift)))
+        return stream
 
     def fail(self, path: str, status: int, *, times: int = 1, reset_in: float = 1.0) -> None:
         """The next ``times`` requests under ``path`` answer ``status``."""
@@ -265,13 +306,20 @@ class TwitchStandin:
     # -- OAuth ----------------------------------------------------------------------------
 
     async def authorize(self, request: Request) -> Response:
+        if request.method == "POST":  # the local consent form's answer
+            return await consent_page.answer(self, request)
         q = request.query_params
         if q.get("client_id") != self.client_id or q.get("response_type") != "code":
             return _error(400, "invalid client or response_type")
         redirect_uri, state = q.get("redirect_uri", ""), q.get("state", "")
-        if not redirect_uri or self.consent is None:
-            return _error(400, "missing redirect_uri or no consent configured")
-        consent = self.consent
+        if not redirect_uri:
+            return _error(400, "missing redirect_uri")
+        if self.consent is None:
+            return await consent_page.answer(self, request)
+        return self.grant(self.consent, q.get("scope", ""), redirect_uri, state)
+
+    def grant(self, consent: Consent, scope: str, redirect_uri: str, state: str) -> Response:
+        """Redirect back as Twitch does: ``code`` and ``state``, or ``error=access_denied``."""
         if consent.deny:
             query = {
                 "error": "access_denied",
@@ -279,7 +327,7 @@ class TwitchStandin:
                 "state": state,
             }
             return RedirectResponse(f"{redirect_uri}?{urlencode(query)}", status_code=302)
-        asked = q.get("scope", "").split()
+        asked = scope.split()
         scopes = asked if consent.scopes is None else consent.scopes
         code = secrets.token_urlsafe(16)
         self.users.setdefault(consent.user.id, consent.user)
@@ -459,7 +507,7 @@ class TwitchStandin:
         first = int(request.query_params.get("first") or 20)
         if not 1 <= first <= 100:
             return _error(400, "first must be 1-100")
-        streams = [s for uid, s in self.live.items() if not ids or uid in ids]
+        streams = [self._viewed(s) for uid, s in self.live.items() if not ids or uid in ids]
         streams.sort(key=lambda s: -s["viewer_count"])
         return self._page(request, streams, first)
 
