@@ -19,6 +19,7 @@ from receiver.errors import EXCEPTION_HANDLERS
 from receiver.eventsub import callback
 from receiver.health import healthz, readyz
 from receiver.metrics import metrics
+from receiver.pages.routes import page_routes
 from receiver.queue import NotificationQueue, connect_redis
 from receiver.startup import start_app_subscriptions
 from schema.db import create_engine, create_sessionmaker
@@ -74,6 +75,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         *api_routes(),
+        *page_routes(),
     ]
     return Starlette(
         routes=routes,

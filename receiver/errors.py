@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from receiver.pages.errors import error_page, wants_page
 from schema.db import is_transient
 from schema.errors import StreamfoldError
 from schema.logs import get_logger
@@ -26,12 +27,16 @@ def error_response(
 
 async def streamfold_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StreamfoldError)
+    if wants_page(request):
+        return error_page(request, exc.status_code, exc.detail)
     return error_response(exc.status_code, exc.code, exc.detail)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
+    if wants_page(request) and exc.status_code in (404, 405):
+        return error_page(request, exc.status_code, "There is no page at this address.")
     # Keep Starlette's headers: a 405 must say which methods are allowed (Allow).
     return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 

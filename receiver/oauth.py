@@ -69,7 +69,7 @@ def page(status: int, title: str, detail: str) -> HTMLResponse:
     body = (
         "<!doctype html><html><head><meta charset='utf-8'><title>streamfold</title></head>"
         f"<body><h1>{html.escape(title)}</h1><p>{html.escape(detail)}</p>"
-        "<p><a href='/'>streamfold</a></p></body></html>"
+        "<p><a href='/dashboard'>Continue to streamfold</a></p></body></html>"
     )
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 

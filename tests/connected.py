@@ -4,6 +4,7 @@ comes back to it) and both Twitch base URLs point at the stand-in."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -82,3 +83,24 @@ async def connected(
         ):
             yield Connected(wired, standin, browser, sessions, bot, streamer)
             await standin.settled()
+
+
+@contextlib.asynccontextmanager
+async def folding(env: Connected) -> AsyncIterator[None]:
+    """Workers fold while the block runs (burst workers one after another, each until the
+    queue is empty), and the queue is drained when it ends."""
+    stop = asyncio.Event()
+
+    async def keep_draining() -> None:
+        while not stop.is_set():
+            await env.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.05)  # the next batch, or the end
+
+    task = asyncio.create_task(keep_draining())
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+        await env.drain()

@@ -5,13 +5,11 @@ simulation ends, with no wait for a reconcile period."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from aggregator.worker import create_worker
 from schema import queries
 from schema.settings import Settings
 from streamfold.simulate import build_plan
@@ -19,7 +17,7 @@ from streamfold.simulate_live import send_with_local_twitch
 from streamfold.simulate_local import local_twitch_url
 from streamfold.twitch_local_run import build_standin
 from tests.conftest import SECRET
-from tests.connected import connected
+from tests.connected import connected, folding
 
 pytestmark = [pytest.mark.usefixtures("redis"), pytest.mark.slow]
 
@@ -30,9 +28,7 @@ async def test_simulate_on_the_local_twitch_fills_viewer_figures(
     standin = build_standin(settings.twitch_client_id or "", "test-client-secret")
     async with connected(settings, sessions, standin) as env:
         assert local_twitch_url(env.settings) is not None
-        worker = create_worker(env.settings, handle_signals=False)
-        running = asyncio.create_task(worker.async_run())
-        try:
+        async with folding(env):
             now = datetime.now(UTC)
             plan = build_plan(
                 SECRET.encode(), channels=2, messages=60, chatters=10, now=now, seed=7
@@ -42,18 +38,15 @@ async def test_simulate_on_the_local_twitch_fills_viewer_figures(
                 env.settings, base, f"{base}/eventsub/callback", plan
             )
             assert set(statuses) == {204, 400, 403}
-            async with sessions() as session:
-                for broadcaster, expected in plan.expected.items():
-                    rows = await queries.sessions(
-                        session, broadcaster, now - timedelta(hours=3), now, now=now
-                    )
-                    assert [r.id for r in rows] == [expected.stream_id]
-                    assert rows[0].peak_viewers is not None
-                    assert rows[0].avg_viewers is not None
-                    assert rows[0].hours_watched
-                    assert rows[0].started_by == "eventsub"
-            assert standin.live == {}  # offline in Helix once the simulated streams end
-            assert await env.scalar("SELECT count(*) FROM channels WHERE connected") == 2
-        finally:
-            await worker.close()
-            running.cancel()
+        async with sessions() as session:
+            for broadcaster, expected in plan.expected.items():
+                rows = await queries.sessions(
+                    session, broadcaster, now - timedelta(hours=3), now, now=now
+                )
+                assert [r.id for r in rows] == [expected.stream_id]
+                assert rows[0].peak_viewers is not None
+                assert rows[0].avg_viewers is not None
+                assert rows[0].hours_watched
+                assert rows[0].started_by == "eventsub"
+        assert standin.live == {}  # offline in Helix once the simulated streams end
+        assert await env.scalar("SELECT count(*) FROM channels WHERE connected") == 2

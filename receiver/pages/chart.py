@@ -1,0 +1,69 @@
+"""The hourly chart as inline SVG, rendered on the server: chat messages and unique
+chatters as bars, average viewers as a line on its own scale. Pure: rows in, markup out.
+No script and no style attribute, so the page's Content-Security-Policy holds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+from receiver.api.shapes import HourRow
+
+WIDTH, HEIGHT = 640, 240
+LEFT, RIGHT, TOP, BOTTOM = 44, 44, 12, 28
+
+
+def _scale(values: Sequence[float]) -> float:
+    top = max(values, default=0.0)
+    return top if top > 0 else 1.0
+
+
+def hourly_svg(hours: Sequence[HourRow]) -> str:
+    if not hours:
+        return ""
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    slot = plot_w / len(hours)
+    bar = max(1.0, slot * 0.38)
+    chat_max = _scale([h.chat_messages for h in hours])
+    viewer_max = _scale([h.avg_viewers or 0.0 for h in hours])
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        'aria-labelledby="chart-title"><title id="chart-title">Chat messages, unique '
+        "chatters and average viewers per hour (UTC)</title>",
+        f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" '
+        f'y2="{TOP + plot_h}"/>',
+        f'<text class="tick" x="{LEFT - 4}" y="{TOP + 10}" text-anchor="end">'
+        f"{int(chat_max)}</text>",
+        f'<text class="tick viewers" x="{LEFT + plot_w + 4}" y="{TOP + 10}">'
+        f"{int(viewer_max)}</text>",
+    ]
+    points = []
+    for i, h in enumerate(hours):
+        x = LEFT + i * slot + slot * 0.1
+        for j, (value, css) in enumerate(
+            ((h.chat_messages, "messages"), (h.unique_chatters, "chatters"))
+        ):
+            height = plot_h * value / chat_max
+            label = escape(f"{h.hour:%Y-%m-%d %H}:00Z: {value} {css}")
+            parts.append(
+                f'<rect class="{css}" x="{x + j * bar:.1f}" y="{TOP + plot_h - height:.1f}" '
+                f'width="{bar:.1f}" height="{height:.1f}"><title>{label}</title></rect>'
+            )
+        if h.avg_viewers is not None:
+            cx = LEFT + (i + 0.5) * slot
+            cy = TOP + plot_h - plot_h * h.avg_viewers / viewer_max
+            points.append(f"{cx:.1f},{cy:.1f}")
+            parts.append(
+                f'<circle class="viewers" cx="{cx:.1f}" cy="{cy:.1f}" r="3"><title>'
+                f"{escape(f'{h.hour:%Y-%m-%d %H}:00Z: {h.avg_viewers:.1f} avg viewers')}"
+                "</title></circle>"
+            )
+        if len(hours) <= 12 or i % max(1, len(hours) // 8) == 0:
+            parts.append(
+                f'<text class="tick" x="{LEFT + (i + 0.5) * slot:.1f}" y="{HEIGHT - 8}" '
+                f'text-anchor="middle">{h.hour:%d %H}h</text>'
+            )
+    if len(points) > 1:
+        parts.append(f'<polyline class="viewers" points="{" ".join(points)}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
