@@ -22,9 +22,9 @@ from schema.tokens import TokenCipher, connected_bot_id, load_tokens, rotate_tok
 from schema.twitch import TwitchClient
 from streamfold.connections import describe_channels, sync
 from streamfold.eventsub_sender import authorization_revoke_body, challenge_body, signed
+from streamfold.twitch_local import TwitchStandin
 from tests.conftest import FERNET_KEY, SECRET, eventually
 from tests.connected import STREAMER, Connected, connected
-from tests.twitch_standin import TwitchStandin
 
 STREAMER_ID = STREAMER[0]
 
