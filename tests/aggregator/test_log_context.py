@@ -37,4 +37,5 @@ async def test_a_shared_write_carries_no_callers_log_context() -> None:
         await writer.submit(1)
 
     await asyncio.gather(asyncio.create_task(job("a")), asyncio.create_task(job("b")))
-    assert seen and all("job_id" not in context for context in seen)
+    assert seen
+    assert all("job_id" not in context for context in seen)
