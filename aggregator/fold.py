@@ -1,11 +1,12 @@
 """Pure folding: typed notifications in, plain values describing changes out.
 
-No SQLAlchemy, httpx or arq here; ``store.py`` turns a ``FoldPlan`` into SQL.
+No SQLAlchemy, httpx or arq here; ``store.py`` turns a ``FoldPlan`` into SQL, and
+``sessions.py`` holds the rule that ends a channel's sessions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -46,7 +47,12 @@ class FoldPlan:
     chat: list[ChatRow] = field(default_factory=list)
     onlines: list[StreamOnline] = field(default_factory=list)
     offlines: list[StreamOffline] = field(default_factory=list)
+    # Revocations folded now: the user's access ends in this transaction.
     revokes: list[AuthorizationRevoke] = field(default_factory=list)
+    # Every valid revocation of the batch, folded now or before: each is followed by a
+    # disconnect job once the transaction committed (a retry re-sends what a failed
+    # try could not; the job is idempotent).
+    disconnects: list[AuthorizationRevoke] = field(default_factory=list)
     dead: list[Unfoldable] = field(default_factory=list)
     # Shared-chat echoes and other notifications that are folded as "seen, nothing to count".
     ignored: int = 0
@@ -71,18 +77,27 @@ def _too_long_id(notification: Notification) -> str | None:
 
 
 def plan(
-    notifications: Iterable[Notification], *, bodies: dict[str, bytes] | None = None
+    notifications: Iterable[Notification],
+    *,
+    bodies: dict[str, bytes] | None = None,
+    folded_before: Collection[str] = frozenset(),
 ) -> FoldPlan:
     """Sort notifications into the changes they make.
 
-    Notifications must already be new (not in the ledger). A chat message seen twice in
-    one batch (two subscriptions delivering it under different ids) is kept once, at the
-    earliest event time, so the outcome does not depend on how batches were cut.
+    A notification whose message id is in ``folded_before`` (the ledger had it) changes
+    nothing again; only a revocation's follow-up is planned once more. A chat message
+    seen twice in one batch (two subscriptions delivering it under different ids) is kept
+    once, at the earliest event time, so the outcome does not depend on how batches were
+    cut.
     """
     result = FoldPlan()
     chat: dict[str, ChatRow] = {}
     for notification in notifications:
         problem = _too_long_id(notification)
+        if notification.message_id in folded_before:
+            if problem is None and isinstance(notification, AuthorizationRevoke):
+                result.disconnects.append(notification)
+            continue
         if problem is not None:
             body = (bodies or {}).get(notification.message_id, b"")
             kind = _TYPE_OF.get(type(notification), "unknown")
@@ -107,61 +122,9 @@ def plan(
                 result.offlines.append(notification)
             case AuthorizationRevoke():
                 result.revokes.append(notification)
+                result.disconnects.append(notification)
             case Unfoldable():
                 result.dead.append(notification)
     # Sorted so concurrent writers take index locks in one order (no deadlocks).
     result.chat = sorted(chat.values(), key=lambda r: r.chat_message_id)
     return result
-
-
-# -- sessions ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SessionFacts:
-    id: str
-    started_at: datetime
-    started_by: str
-    reconcile_ended_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionEnd:
-    ended_at: datetime | None
-    ended_by: str | None
-
-
-def session_ends(
-    sessions: Sequence[SessionFacts], offlines: Sequence[datetime]
-) -> dict[str, SessionEnd]:
-    """Where each of one channel's sessions ends, from the facts alone.
-
-    The rule depends only on the set of facts, never on the order they arrived in, so
-    reordered and duplicated deliveries fold to the same sessions:
-
-    * a session ends at the first ``stream.offline`` after its start, unless the next
-      session started before that offline (then the offline belongs to a later stream);
-    * otherwise at the next session's start ("a new stream closes the open one"), or at
-      reconciliation's estimate if that is earlier;
-    * otherwise it is still open.
-    """
-    ordered = sorted(sessions, key=lambda s: (s.started_at, s.id))
-    offline_times = sorted(offlines)
-    ends: dict[str, SessionEnd] = {}
-    for index, session in enumerate(ordered):
-        following = ordered[index + 1] if index + 1 < len(ordered) else None
-        offline = next((t for t in offline_times if t > session.started_at), None)
-        if offline is not None and (following is None or offline <= following.started_at):
-            ends[session.id] = SessionEnd(offline, "eventsub")
-            continue
-        candidates: list[tuple[datetime, str]] = []
-        if following is not None:
-            candidates.append((following.started_at, following.started_by))
-        if session.reconcile_ended_at is not None:
-            candidates.append((session.reconcile_ended_at, "reconcile"))
-        if candidates:
-            end, by = min(candidates)
-            ends[session.id] = SessionEnd(max(end, session.started_at), by)
-        else:
-            ends[session.id] = SessionEnd(None, None)
-    return ends

@@ -20,11 +20,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq.cron import CronJob, cron
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from aggregator.chat_gaps import mark_chat_gaps
+from aggregator.context import job_id as current_job_id
+from aggregator.context import state
 from aggregator.job_runs import fail_abandoned, finish_run, record_skipped, start_run
 from aggregator.repair_store import connected_channels, repair_channels
 from aggregator.repairs import LiveStream
@@ -226,21 +227,19 @@ def _describe(exc: BaseException) -> str:
 
 async def reconcile_job(ctx: dict[str, Any]) -> str | None:
     """arq cron entry point; returns the outcome (None for a tick that is not due)."""
-    settings: Settings = ctx["settings"]
+    work = state(ctx)
     tick = _tick_seconds(ctx)
-    schedule = cron_schedule(settings.reconcile_interval_seconds)
+    schedule = cron_schedule(work.settings.reconcile_interval_seconds)
     if tick is not None and not is_due(schedule, tick):
         return None
-    redis: Redis = ctx["redis"]
-    async with TwitchClient(settings, redis) as twitch:
-        result = await reconcile_once(settings, ctx["engine"], ctx["sessions"], twitch)
+    result = await reconcile_once(work.settings, work.engine, work.sessions, work.twitch)
     return result.outcome
 
 
 def _tick_seconds(ctx: dict[str, Any]) -> float | None:
     """The tick this job was enqueued for: arq's unique cron id ends with it in ms (the
     queue score is the enqueue time instead when a busy worker enqueued it late)."""
-    job_id = str(ctx.get("job_id") or "")
+    job_id = current_job_id(ctx) or ""
     _, _, suffix = job_id.rpartition(":")
     if job_id.startswith(f"cron:{JOB}:") and suffix.isdigit():
         return int(suffix) / 1000

@@ -1,9 +1,9 @@
 """Reads the facts reconciliation needs and writes its repairs, in the caller's transaction.
 
-Session writes take the same per-channel advisory lock as the fold (``store.py``) and
-re-read the channel's sessions under it, so a webhook folded between our first read and
-our write is seen before we decide. Ends are then re-derived by
-``store.recompute_session_ends``, never written here.
+Session writes go through ``sessions.py`` under the same per-channel advisory lock as
+the fold, after re-reading the channel's sessions under it, so a webhook folded between
+our first read and our write is seen before we decide. Ends are then re-derived by
+``sessions.recompute_session_ends``, never written here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aggregator.repairs import ChannelRepairs, KnownSession, LiveStream, Sample, plan_channel
-from aggregator.store import recompute_session_ends
+from aggregator.sessions import (
+    lock_channels,
+    open_from_reconcile,
+    recompute_session_ends,
+    set_estimate,
+)
 
 _CONNECTED = text("SELECT broadcaster_id FROM channels WHERE connected ORDER BY broadcaster_id")
 
@@ -31,21 +36,6 @@ _KNOWN_SESSIONS = text("""
     FROM stream_sessions s
     WHERE s.broadcaster_id = ANY(CAST(:channels AS text[]))
       AND (s.ended_at IS NULL OR s.id = ANY(CAST(:stream_ids AS text[])))
-""")
-
-_LOCK_CHANNEL = text("SELECT pg_advisory_xact_lock(hashtext('sessions:' || :b))")
-
-# The webhook's start is better than Helix's: a stream.online that already opened this
-# stream id (or opens it later, see store._OPEN_SESSION) keeps its own times.
-_OPEN = text("""
-    INSERT INTO stream_sessions (id, broadcaster_id, started_at, started_by, title, game_name)
-    VALUES (:id, :broadcaster_id, :started_at, 'reconcile', :title, :game_name)
-    ON CONFLICT (id) DO NOTHING
-""")
-
-_ESTIMATE = text("""
-    UPDATE stream_sessions SET reconcile_ended_at = :ended_at, updated_at = now()
-    WHERE id = :id AND reconcile_ended_at IS DISTINCT FROM :ended_at
 """)
 
 _SAMPLES = text("""
@@ -138,8 +128,7 @@ async def repair_channels(
     planned = plans(await known_sessions(session, channels, (s.stream_id for s in live.values())))
     changing = sorted(b for b, p in planned.items() if p.writes_sessions)
     if changing:
-        for broadcaster_id in changing:  # sorted: the fold locks in the same order
-            await session.execute(_LOCK_CHANNEL, {"b": broadcaster_id})
+        await lock_channels(session, changing)
         stream_ids = [live[b].stream_id for b in changing if b in live]
         planned.update(plans(await known_sessions(session, changing, stream_ids)))
         for broadcaster_id in changing:
@@ -157,19 +146,17 @@ async def _apply(session: AsyncSession, broadcaster_id: str, repairs: ChannelRep
     starts: list[datetime] = []
     if repairs.open is not None:
         stream = repairs.open
-        await session.execute(
-            _OPEN,
-            {
-                "id": stream.stream_id,
-                "broadcaster_id": broadcaster_id,
-                "started_at": stream.started_at,
-                "title": stream.title,
-                "game_name": stream.game_name,
-            },
+        await open_from_reconcile(
+            session,
+            stream_id=stream.stream_id,
+            broadcaster_id=broadcaster_id,
+            started_at=stream.started_at,
+            title=stream.title,
+            game_name=stream.game_name,
         )
         starts.append(stream.started_at)
     for estimate in repairs.estimates:
-        await session.execute(_ESTIMATE, {"id": estimate.session_id, "ended_at": estimate.ended_at})
+        await set_estimate(session, estimate.session_id, estimate.ended_at)
     if repairs.estimates:
         rows = await session.execute(
             text(

@@ -3,7 +3,7 @@
 No SQLAlchemy, httpx or arq here; ``repair_store.py`` reads the facts and writes the
 repairs. A session's end is never written directly: a repair sets the session's
 ``reconcile_ended_at`` (our estimate) and the fold's end rule
-(``aggregator/fold.py: session_ends``) decides, so an EventSub offline, even one that
+(``aggregator/sessions.py: session_ends``) decides, so an EventSub offline, even one that
 arrives after the repair, always wins over the estimate.
 """
 

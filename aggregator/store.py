@@ -1,24 +1,25 @@
-"""Writes a batch of deliveries to PostgreSQL in the caller's transaction.
+"""Writes a fold's plan to PostgreSQL in the caller's transaction; decides nothing.
 
 The ledger insert and every counter change happen in one transaction, so a delivery is
 folded at most once however often it is redelivered or its job re-runs, and a job that
 finishes has its effects committed. Chat is folded set-based, one statement per batch:
-per-message round trips would cap a worker near 2,000 messages/s (LIMITS.md).
+per-message round trips would cap a worker near 2,000 messages/s (LIMITS.md). Sessions
+are written by ``sessions.py``, under the channel's lock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from hashlib import sha256
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aggregator.fold import FoldPlan, SessionFacts, plan, session_ends
-from schema.channels import revoke_api_tokens
-from schema.events import Delivery, Unfoldable, decode, parse_instant
+from aggregator.fold import FoldPlan
+from aggregator.sessions import fold_stream_events
+from schema.channels import mark_disconnected, revoke_api_tokens
+from schema.events import Delivery, Unfoldable, parse_instant
+from schema.tokens import purge_tokens
 
 _LEDGER = text("""
     INSERT INTO folded_messages (message_id, subscription_type)
@@ -84,21 +85,6 @@ _ENSURE_CHANNELS = text("""
         WHERE excluded.login IS NOT NULL
 """)
 
-# A stream id opens its session once. If reconciliation opened it first, the webhook's
-# start time is the better one and replaces the estimate.
-_OPEN_SESSION = text("""
-    INSERT INTO stream_sessions (id, broadcaster_id, started_at, started_by)
-    VALUES (:id, :broadcaster_id, :started_at, 'eventsub')
-    ON CONFLICT (id) DO UPDATE
-        SET started_at = excluded.started_at, started_by = 'eventsub', updated_at = now()
-        WHERE stream_sessions.started_by = 'reconcile'
-""")
-
-_RECORD_OFFLINE = text("""
-    INSERT INTO stream_offlines (message_id, broadcaster_id, at)
-    VALUES (:message_id, :broadcaster_id, :at) ON CONFLICT DO NOTHING
-""")
-
 _DEAD_LETTER = text("""
     INSERT INTO dead_letters
         (message_id, subscription_type, reason, body_sha256, body_bytes, received_at)
@@ -106,39 +92,10 @@ _DEAD_LETTER = text("""
 """)
 
 
-@dataclass(frozen=True, slots=True)
-class FoldStats:
-    deliveries: int
-    duplicates: int
-    chat_messages: int
-    stream_events: int
-    dead_letters: int
-
-
-async def fold_deliveries(session: AsyncSession, deliveries: Sequence[Delivery]) -> FoldStats:
-    """Fold ``deliveries`` into the caller's transaction (the caller commits)."""
-    unique = {d.message_id: d for d in reversed(deliveries)}  # first delivery of an id wins
-    fresh = await claim_ids(session, list(unique.values()))
-    bodies = {d.message_id: d.body for d in fresh}
-    folded = plan((decode(d) for d in fresh), bodies=bodies)
-    received = {d.message_id: d.timestamp for d in fresh}
-    await _fold_chat(session, folded)
-    await _fold_streams(session, folded)
-    await _disconnect_revoked(session, folded)
-    await record_dead_letters(session, folded.dead, received)
-    return FoldStats(
-        deliveries=len(deliveries),
-        duplicates=len(deliveries) - len(fresh),
-        chat_messages=len(folded.chat),
-        stream_events=len(folded.onlines) + len(folded.offlines),
-        dead_letters=len(folded.dead),
-    )
-
-
-async def claim_ids(session: AsyncSession, deliveries: list[Delivery]) -> list[Delivery]:
-    """Ledger the message ids; only those not folded before come back."""
+async def claim_ids(session: AsyncSession, deliveries: Sequence[Delivery]) -> set[str]:
+    """Ledger the message ids; the ids not folded before come back."""
     if not deliveries:
-        return []
+        return set()
     result = await session.execute(
         _LEDGER,
         {
@@ -146,8 +103,16 @@ async def claim_ids(session: AsyncSession, deliveries: list[Delivery]) -> list[D
             "types": [d.subscription_type for d in deliveries],
         },
     )
-    new = set(result.scalars())
-    return [d for d in deliveries if d.message_id in new]
+    return set(result.scalars())
+
+
+async def write_plan(session: AsyncSession, folded: FoldPlan, received: dict[str, str]) -> None:
+    """Everything ``folded`` changes; ``received`` holds the deliveries' timestamps by
+    message id, for the dead letters."""
+    await _fold_chat(session, folded)
+    await _fold_streams(session, folded)
+    await _end_revoked_access(session, folded)
+    await record_dead_letters(session, folded.dead, received)
 
 
 async def _fold_chat(session: AsyncSession, folded: FoldPlan) -> None:
@@ -169,13 +134,6 @@ async def _fold_chat(session: AsyncSession, folded: FoldPlan) -> None:
 async def _fold_streams(session: AsyncSession, folded: FoldPlan) -> None:
     if not folded.onlines and not folded.offlines:
         return
-    earliest: dict[str, datetime] = {}
-    for online in folded.onlines:
-        b = online.broadcaster_id
-        earliest[b] = min(earliest.get(b, online.started_at), online.started_at)
-    for offline in folded.offlines:
-        b = offline.broadcaster_id
-        earliest[b] = min(earliest.get(b, offline.event_time), offline.event_time)
     for online in sorted(folded.onlines, key=lambda o: o.broadcaster_id):
         await session.execute(
             _ENSURE_CHANNELS,
@@ -185,88 +143,15 @@ async def _fold_streams(session: AsyncSession, folded: FoldPlan) -> None:
                 "names": [online.display_name],
             },
         )
-    for broadcaster_id in sorted(earliest):
-        # One writer per channel's sessions at a time: the end rule reads neighbours.
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext('sessions:' || :b))"),
-            {"b": broadcaster_id},
-        )
-    for online in folded.onlines:
-        await session.execute(
-            _OPEN_SESSION,
-            {
-                "id": online.stream_id,
-                "broadcaster_id": online.broadcaster_id,
-                "started_at": online.started_at,
-            },
-        )
-    for offline in folded.offlines:
-        await session.execute(
-            _RECORD_OFFLINE,
-            {
-                "message_id": offline.message_id,
-                "broadcaster_id": offline.broadcaster_id,
-                "at": offline.event_time,
-            },
-        )
-    for broadcaster_id, since in sorted(earliest.items()):
-        await recompute_session_ends(session, broadcaster_id, since)
+    await fold_stream_events(session, folded.onlines, folded.offlines)
 
 
-async def recompute_session_ends(
-    session: AsyncSession, broadcaster_id: str, since: datetime
-) -> None:
-    """Re-derive the ends of the sessions a fact at ``since`` can affect: the one that was
-    running at ``since`` and every later one."""
-    rows = (
-        await session.execute(
-            text("""
-                SELECT id, started_at, started_by, reconcile_ended_at, ended_at, ended_by
-                FROM stream_sessions
-                WHERE broadcaster_id = :b AND started_at >= coalesce(
-                    (SELECT max(started_at) FROM stream_sessions
-                     WHERE broadcaster_id = :b AND started_at < :since), '-infinity')
-            """),
-            {"b": broadcaster_id, "since": since},
-        )
-    ).all()
-    if not rows:
-        return
-    first_start = min(row.started_at for row in rows)
-    offlines = (
-        (
-            await session.execute(
-                text("SELECT at FROM stream_offlines WHERE broadcaster_id = :b AND at > :t"),
-                {"b": broadcaster_id, "t": first_start},
-            )
-        )
-        .scalars()
-        .all()
-    )
-    facts = [SessionFacts(r.id, r.started_at, r.started_by, r.reconcile_ended_at) for r in rows]
-    ends = session_ends(facts, list(offlines))
-    for row in rows:
-        end = ends[row.id]
-        if (end.ended_at, end.ended_by) != (row.ended_at, row.ended_by):
-            await session.execute(
-                text("""UPDATE stream_sessions SET ended_at = :end, ended_by = :by,
-                        updated_at = now() WHERE id = :id"""),
-                {"end": end.ended_at, "by": end.ended_by, "id": row.id},
-            )
-
-
-async def _disconnect_revoked(session: AsyncSession, folded: FoldPlan) -> None:
+async def _end_revoked_access(session: AsyncSession, folded: FoldPlan) -> None:
     """A user who revoked our authorization: their channel stops, their Twitch tokens go
     and their API tokens stop working now, before the disconnect job runs."""
     for revoke in folded.revokes:
-        await session.execute(
-            text("""UPDATE channels SET connected = false, disconnected_at = :at
-                    WHERE broadcaster_id = :id AND connected"""),
-            {"id": revoke.user_id, "at": revoke.event_time},
-        )
-        await session.execute(
-            text("DELETE FROM oauth_tokens WHERE user_id = :id"), {"id": revoke.user_id}
-        )
+        await mark_disconnected(session, revoke.user_id, at=revoke.event_time)
+        await purge_tokens(session, revoke.user_id)
         await revoke_api_tokens(session, revoke.user_id)
 
 

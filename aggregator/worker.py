@@ -1,9 +1,10 @@
 """The arq worker: job functions, start-up and shutdown.
 
 A fold job carries a batch of deliveries (the receiver batches across concurrent
-requests). Jobs running at the same time in one process are committed together by a
-``GroupWriter``, so a worker does one transaction per poll's worth of jobs rather than
-one per job, and each job still finishes only after its own effects committed.
+requests) and goes decode → ``fold.plan`` → ``store`` in one transaction
+(``pipeline.py``); then it sends the follow-ups of the revocations the plan carried
+(``disconnects.py``). Every job reads what it may use from ``state(ctx)``
+(``context.py``), and every line it logs carries its ``job_id``.
 """
 
 from __future__ import annotations
@@ -15,21 +16,26 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
 from arq import Retry
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from aggregator.connections import connection_functions, enqueue_revocations, upkeep_cron
+from aggregator.context import WorkerContext, job_id, job_try, state
+from aggregator.disconnects import DISCONNECT_MAX_TRIES, disconnect_user, enqueue_disconnects
+from aggregator.pipeline import fold_deliveries
 from aggregator.reconcile import reconcile_cron
-from aggregator.store import claim_ids, fold_deliveries, record_dead_letters
-from schema.batching import GroupWriter
-from schema.db import create_engine, create_sessionmaker, is_transient
-from schema.events import Delivery, MessageId, Unfoldable
+from aggregator.store import claim_ids, record_dead_letters
+from aggregator.token_upkeep import check_user_tokens, upkeep_cron
+from schema.channels import CHECK_USER_TOKENS_JOB, DISCONNECT_USER_JOB
+from schema.db import is_transient
+from schema.events import AuthorizationRevoke, Delivery, MessageId, Unfoldable
 from schema.jobs import FOLD_JOB, decode_batch, failed_batches_key
 from schema.logs import get_logger
 from schema.settings import Settings
+from schema.twitch import TwitchClient
 
 log = get_logger("aggregator.worker")
 
@@ -39,124 +45,102 @@ FOLD_TIMEOUT_SECONDS = 30
 # Retries with backoff capped at 60 s: 40 tries ride out a PostgreSQL outage of about
 # 35 minutes before a batch is parked in the failed-batches list (never dropped).
 FOLD_MAX_TRIES = 40
-# Largest number of deliveries committed in one transaction (~1 KiB each). LIMITS.md:
-# batches of 1,000 reach 25-35k upserts/s on one connection; bigger gains little.
-MAX_DELIVERIES_PER_COMMIT = 2000
 
 
-def retry_delay(job_try: int) -> float:
-    return float(min(60, 2 ** min(job_try, 6)))
-
-
-class Folder:
-    """Commits the batches of concurrently running jobs together."""
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
-        self._writer: GroupWriter[Sequence[Delivery]] = GroupWriter(
-            self._commit, max_batch=64, isolate=lambda exc: not is_transient(exc)
-        )
-
-    async def fold(self, deliveries: Sequence[Delivery]) -> None:
-        if len(deliveries) > MAX_DELIVERIES_PER_COMMIT:
-            await self._commit([deliveries])
-        else:
-            await self._writer.submit(deliveries)
-
-    async def _commit(self, batches: list[Sequence[Delivery]]) -> None:
-        deliveries = [d for batch in batches for d in batch]
-        async with self._sessions.begin() as session:
-            stats = await fold_deliveries(session, deliveries)
-        log.debug(
-            "fold.committed",
-            jobs=len(batches),
-            deliveries=stats.deliveries,
-            duplicates=stats.duplicates,
-            dead_letters=stats.dead_letters,
-        )
+def retry_delay(tries: int) -> float:
+    return float(min(60, 2 ** min(tries, 6)))
 
 
 async def fold_notifications(ctx: dict[str, Any], payload: bytes) -> int:
     """Fold one batch of verified deliveries; return how many it carried."""
     deliveries = decode_batch(payload)
-    folder: Folder = ctx["folder"]
+    work = state(ctx)
     try:
         # arq treats its own job timeout as a terminal failure (the batch would be
         # dropped); the whole fold, fallback included, times out first and retries.
         async with asyncio.timeout(FOLD_TIMEOUT_SECONDS - 5):
             try:
-                await folder.fold(deliveries)
+                revoked = await work.folder.fold(deliveries)
             except Exception as exc:
                 if is_transient(exc):
                     raise
                 # Not an outage: one delivery's data broke the transaction. Fold the
                 # batch one delivery at a time and dead-letter the ones that still fail.
-                await _fold_one_by_one(ctx, deliveries)
+                revoked = await _fold_one_by_one(work, deliveries)
     except Exception as exc:
         if is_transient(exc):
-            return await _retry_later(ctx, payload, exc)
+            return await _retry_later(ctx, work, payload, exc)
         raise
     try:
-        await enqueue_revocations(ctx, deliveries)
+        await enqueue_disconnects(work, revoked)
     except RedisError as exc:  # folded already: the retry only re-sends the follow-ups
-        raise Retry(defer=retry_delay(int(ctx.get("job_try", 1)))) from exc
+        raise Retry(defer=retry_delay(job_try(ctx))) from exc
     return len(deliveries)
 
 
-async def _retry_later(ctx: dict[str, Any], payload: bytes, exc: Exception) -> int:
-    job_try = int(ctx.get("job_try", 1))
-    if job_try >= FOLD_MAX_TRIES:
+async def _retry_later(
+    ctx: dict[str, Any], work: WorkerContext, payload: bytes, exc: Exception
+) -> int:
+    tries = job_try(ctx)
+    if tries >= FOLD_MAX_TRIES:
         # arq would drop the job after this try; park it where an operator finds it
         # (`streamfold requeue-failed`) instead of losing accepted notifications.
-        await ctx["redis"].rpush(failed_batches_key(ctx["settings"].queue_name), payload)
-        log.error("fold.parked", job_id=ctx.get("job_id"), error=type(exc).__name__)
+        await work.redis.rpush(failed_batches_key(work.settings.queue_name), payload)  # type: ignore[misc]
+        log.error("fold.parked", error=type(exc).__name__)
         return 0
-    delay = retry_delay(job_try)
-    log.warning(
-        "fold.retry",
-        job_id=ctx.get("job_id"),
-        job_try=job_try,
-        defer_s=delay,
-        error=type(exc).__name__,
-    )
+    delay = retry_delay(tries)
+    log.warning("fold.retry", job_try=tries, defer_s=delay, error=type(exc).__name__)
     raise Retry(defer=delay) from exc
 
 
-async def _fold_one_by_one(ctx: dict[str, Any], deliveries: Sequence[Delivery]) -> None:
+async def _fold_one_by_one(
+    work: WorkerContext, deliveries: Sequence[Delivery]
+) -> list[AuthorizationRevoke]:
     """Transient errors propagate (the caller retries the job); a delivery that still
     fails on its own is dead-lettered and ledgered together, so a re-run of the job
     neither folds it nor records it twice."""
-    sessions: async_sessionmaker[AsyncSession] = ctx["sessions"]
+    revoked: list[AuthorizationRevoke] = []
     for delivery in deliveries:
         try:
-            async with sessions.begin() as session:
-                await fold_deliveries(session, [delivery])
+            async with work.sessions.begin() as session:
+                folded = await fold_deliveries(session, [delivery])
+            revoked += folded.plan.disconnects
         except Exception as exc:
             if is_transient(exc):
                 raise
             reason = f"fold failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            log.error("fold.dead_letter", message_id=delivery.message_id, reason=reason)
+            log.error(
+                "fold.dead_letter",
+                message_id=delivery.message_id,
+                subscription_type=delivery.subscription_type,
+                reason=reason,
+            )
             letter = Unfoldable(
                 MessageId(delivery.message_id), delivery.subscription_type, reason, delivery.body
             )
-            async with sessions.begin() as session:
+            async with work.sessions.begin() as session:
                 if await claim_ids(session, [delivery]):
                     await record_dead_letters(session, [letter], {})
+    return revoked
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    """Build the worker's context once; ``twitch`` in ``ctx`` is the process's client
+    when ``run`` starts two workers."""
     settings: Settings = ctx["settings"]
-    engine = create_engine(settings.database_url or "", pool_size=4)
-    ctx["engine"] = engine
-    ctx["sessions"] = create_sessionmaker(engine)
-    ctx["folder"] = Folder(ctx["sessions"])
+    WorkerContext.open(settings, ctx["redis"], ctx.get("twitch")).attach(ctx)
     log.info("worker.started", queue=settings.queue_name)
 
 
+async def bind_job(ctx: dict[str, Any]) -> None:
+    """Every line logged while a job runs carries its id: arq runs this in the task that
+    then starts the job, whose log context is that task's copy and ends with the job."""
+    structlog.contextvars.bind_contextvars(job_id=job_id(ctx))
+
+
 async def shutdown(ctx: dict[str, Any]) -> None:
-    engine = ctx.get("engine")
-    if engine is not None:
-        await engine.dispose()
+    if "state" in ctx:
+        await state(ctx).close()
 
 
 def redis_settings(redis_url: str) -> RedisSettings:
@@ -179,12 +163,19 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
                 max_tries=FOLD_MAX_TRIES,
                 keep_result=0,
             ),
-            *connection_functions(),
+            func(
+                disconnect_user,
+                name=DISCONNECT_USER_JOB,
+                max_tries=DISCONNECT_MAX_TRIES,
+                keep_result=0,
+            ),
+            func(check_user_tokens, name=CHECK_USER_TOKENS_JOB, max_tries=5, keep_result=0),
         ],
         "queue_name": settings.queue_name,
         "redis_settings": redis_settings(settings.redis_url or ""),
         "on_startup": startup,
         "on_shutdown": shutdown,
+        "on_job_start": bind_job,
         "ctx": {"settings": settings},
         # Jobs are retried by our own rules; a result key would only block a job id
         # from being enqueued again (RELIABILITY.md 2).
@@ -254,9 +245,23 @@ def run(settings: Settings) -> None:
 
 
 async def _run_workers(settings: Settings) -> None:
-    workers = [create_worker(settings, handle_signals=False)]
+    # One Twitch client for the process (one connection pool, one app token), which
+    # both workers' contexts share; each worker keeps its own ctx dict and database pool.
+    redis = Redis.from_url(settings.redis_url or "")
+    try:
+        async with TwitchClient(settings, redis) as twitch:
+            await _run_until_stopped(settings, twitch)
+    finally:
+        await redis.aclose()
+
+
+async def _run_until_stopped(settings: Settings, twitch: TwitchClient) -> None:
+    def ctx() -> dict[str, Any]:
+        return {"settings": settings, "twitch": twitch}
+
+    workers = [create_worker(settings, handle_signals=False, ctx=ctx())]
     if settings.twitch_client_secret is not None:  # nothing to poll without credentials
-        workers.append(create_periodic_worker(settings, handle_signals=False))
+        workers.append(create_periodic_worker(settings, handle_signals=False, ctx=ctx()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -12,6 +12,7 @@ batches grow to the concurrency, which is exactly when batching pays.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -51,7 +52,8 @@ class GroupWriter(Generic[T]):
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+            # A write serves many callers: it carries none of their log context.
+            self._flusher = asyncio.create_task(self._flush(), context=contextvars.Context())
         await asyncio.shield(future)
 
     async def _flush(self) -> None:

@@ -62,12 +62,15 @@ async def connect_channel(
     )
 
 
-async def mark_disconnected(session: AsyncSession, broadcaster_id: str) -> bool:
-    """True if the channel was connected until now."""
+async def mark_disconnected(
+    session: AsyncSession, broadcaster_id: str, *, at: datetime | None = None
+) -> bool:
+    """True if the channel was connected until now; ``at`` is when it stopped (a
+    revocation's event time), else now."""
     updated = await session.execute(
         text("""UPDATE channels SET connected = false, disconnected_at = :at
                 WHERE broadcaster_id = :id AND connected RETURNING 1"""),
-        {"id": broadcaster_id, "at": datetime.now(UTC)},
+        {"id": broadcaster_id, "at": at or datetime.now(UTC)},
     )
     return updated.first() is not None
 

@@ -195,8 +195,9 @@ class DeadLetter(Base):
 class StreamSession(Base):
     """One Twitch stream, keyed by its stream id.
 
-    ``ended_at`` is derived (``aggregator/sessions.py``) from the facts kept beside it:
-    offline events, the next session's start, and reconciliation's estimate.
+    ``ended_at`` is derived (``aggregator/sessions.py``, ``session_ends``) from the facts
+    kept beside it: offline events, the next session's start, and reconciliation's
+    estimate.
     """
 
     __tablename__ = "stream_sessions"

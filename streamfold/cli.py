@@ -166,7 +166,7 @@ def cmd_requeue_failed(args: argparse.Namespace) -> int:
 
 
 def cmd_rotate_token_keys(args: argparse.Namespace) -> int:
-    from streamfold.connections import rotate_keys
+    from streamfold.channels_cli import rotate_keys
 
     settings = _settings("database_url", "token_encryption_keys")
     rotated = asyncio.run(rotate_keys(settings))
@@ -175,14 +175,14 @@ def cmd_rotate_token_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_channels(args: argparse.Namespace) -> int:
-    from streamfold.connections import describe_channels
+    from streamfold.channels_cli import describe_channels
 
     print(asyncio.run(describe_channels(_settings("database_url"))))
     return 0
 
 
 def cmd_subscriptions(args: argparse.Namespace) -> int:
-    from streamfold.connections import sync
+    from streamfold.channels_cli import sync
 
     settings = _settings(
         "database_url", "redis_url", "twitch_client_id", "twitch_client_secret", "eventsub_secret"

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schema.settings import Settings
+from streamfold.channels_cli import describe_channels, sync
 from streamfold.cli import main
-from streamfold.connections import describe_channels, sync
 from tests.connected import connected
 
 pytestmark = pytest.mark.usefixtures("redis")

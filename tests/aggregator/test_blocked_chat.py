@@ -13,7 +13,7 @@ import pytest
 
 from schema.channels import connect_channel
 from schema.settings import Settings
-from streamfold.connections import describe_channels, sync
+from streamfold.channels_cli import describe_channels, sync
 from streamfold.eventsub_sender import revocation_body, signed
 from tests.aggregator.reconcile_rig import BOT_ID, Rig
 from tests.conftest import SECRET

@@ -12,7 +12,8 @@ from arq.connections import ArqRedis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from aggregator.connections import upkeep_tokens
+from aggregator.context import WorkerContext
+from aggregator.token_upkeep import upkeep_tokens
 from schema.channels import disconnect_channel
 from schema.settings import Settings
 from schema.twitch import TwitchClient
@@ -137,8 +138,11 @@ async def test_a_chat_revocation_by_the_bot_disconnects_the_bot_not_the_channel(
 
 
 async def _upkeep(env: Connected, redis: ArqRedis) -> dict[str, int]:
-    ctx = {"settings": env.settings, "sessions": env.sessions, "redis": redis}
-    return await upkeep_tokens(ctx)
+    work = WorkerContext.open(env.settings, redis)
+    try:
+        return await upkeep_tokens(work.attach({}))
+    finally:
+        await work.close()
 
 
 async def test_a_refresh_failing_as_invalid_disconnects_the_channel(

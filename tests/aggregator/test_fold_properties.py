@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from aggregator.store import fold_deliveries
+from aggregator.pipeline import fold_deliveries
 from schema.db import create_engine, create_sessionmaker
 from schema.events import Delivery
 from streamfold.eventsub_sender import (

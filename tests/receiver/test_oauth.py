@@ -20,7 +20,7 @@ from schema.errors import ConfigurationError
 from schema.settings import Settings, load_settings
 from schema.tokens import TokenCipher, connected_bot_id, load_tokens, rotate_token_keys
 from schema.twitch import TwitchClient
-from streamfold.connections import describe_channels, sync
+from streamfold.channels_cli import describe_channels, sync
 from streamfold.eventsub_sender import authorization_revoke_body, challenge_body, signed
 from streamfold.twitch_local import TwitchStandin
 from tests.conftest import FERNET_KEY, SECRET, eventually
