@@ -42,6 +42,9 @@ def configure_logging(fmt: Literal["json", "console"] = "json", level: int = log
     )
     # arq and uvicorn log through the standard library; keep them at the same level.
     logging.basicConfig(level=level, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    # httpx logs every request at INFO, which would bury the banner and the fold's lines;
+    # schema/twitch/transport.py logs the Twitch calls that went wrong.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
