@@ -17,18 +17,19 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aggregator.context import WorkerContext, job_try, state
-from schema.channels import (
+from schema.events import AuthorizationRevoke
+from schema.logs import get_logger
+from schema.twitch import TwitchClient, TwitchError
+from schema.twitch.channels import (
     disconnect_channel,
     end_user_sessions,
     enqueue_disconnect,
     mark_disconnected,
     revoke_api_tokens,
 )
-from schema.events import AuthorizationRevoke
-from schema.logs import get_logger
-from schema.subscriptions import CHAT, forget
-from schema.tokens import purge_tokens
-from schema.twitch import TwitchClient, TwitchError
+from schema.twitch.subscription_records import forget
+from schema.twitch.subscriptions import CHAT
+from schema.twitch.tokens import purge_tokens
 
 log = get_logger("aggregator.disconnects")
 

@@ -33,8 +33,8 @@ from aggregator.schedule import cron_schedule, is_due
 from schema.events import parse_instant
 from schema.logs import get_logger
 from schema.settings import Settings
-from schema.subscriptions import sync_subscriptions
 from schema.twitch import Stream, TwitchClient
+from schema.twitch.subscriptions import sync_subscriptions
 
 log = get_logger("aggregator.reconcile")
 

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aggregator.fold import FoldPlan
 from aggregator.sessions import fold_stream_events
-from schema.channels import mark_disconnected, revoke_api_tokens
 from schema.events import Delivery, Unfoldable, parse_instant
-from schema.tokens import purge_tokens
+from schema.twitch.channels import mark_disconnected, revoke_api_tokens
+from schema.twitch.tokens import purge_tokens
 
 _LEDGER = text("""
     INSERT INTO folded_messages (message_id, subscription_type)

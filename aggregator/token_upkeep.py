@@ -16,9 +16,10 @@ from sqlalchemy import text
 
 from aggregator.context import WorkerContext, state
 from aggregator.job_runs import finish_run, start_run
-from schema.channels import enqueue_disconnect
 from schema.logs import get_logger
-from schema.tokens import (
+from schema.twitch import InvalidAccessToken, InvalidRefreshToken, TwitchUnavailable
+from schema.twitch.channels import enqueue_disconnect
+from schema.twitch.tokens import (
     TokenCipher,
     TokenRole,
     load_tokens,
@@ -27,7 +28,6 @@ from schema.tokens import (
     store_tokens,
     token_roles,
 )
-from schema.twitch import InvalidAccessToken, InvalidRefreshToken, TwitchUnavailable
 
 log = get_logger("aggregator.token_upkeep")
 

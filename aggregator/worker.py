@@ -29,13 +29,13 @@ from aggregator.pipeline import fold_deliveries
 from aggregator.reconcile import reconcile_cron
 from aggregator.store import claim_ids, record_dead_letters
 from aggregator.token_upkeep import check_user_tokens, upkeep_cron
-from schema.channels import CHECK_USER_TOKENS_JOB, DISCONNECT_USER_JOB
 from schema.db import is_transient
 from schema.events import AuthorizationRevoke, Delivery, MessageId, Unfoldable
 from schema.jobs import FOLD_JOB, decode_batch, failed_batches_key
 from schema.logs import get_logger
 from schema.settings import Settings
 from schema.twitch import TwitchClient
+from schema.twitch.channels import CHECK_USER_TOKENS_JOB, DISCONNECT_USER_JOB
 
 log = get_logger("aggregator.worker")
 

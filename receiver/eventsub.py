@@ -23,7 +23,6 @@ from receiver.context import Context
 from receiver.metrics import NOTIFICATIONS
 from receiver.refusals import note_refusal
 from receiver.signature import MAX_AGE, MAX_FUTURE_SKEW, check_fresh, verify
-from schema.channels import AUTH_LOST_REASONS, enqueue_disconnect, enqueue_token_check
 from schema.errors import BadRequest, Forbidden, MalformedHeaders, QueueUnavailable
 from schema.events import (
     FOLDED_TYPES,
@@ -38,7 +37,8 @@ from schema.events import (
 )
 from schema.logs import get_logger
 from schema.settings import Settings
-from schema.subscriptions import (
+from schema.twitch.channels import AUTH_LOST_REASONS, enqueue_disconnect, enqueue_token_check
+from schema.twitch.subscription_records import (
     is_expected,
     record_revocation,
     record_verified_unless_busy,

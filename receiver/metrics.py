@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from schema.jobs import failed_batches_key
-from schema.subscriptions import CHAT_BLOCKED_REASONS
+from schema.twitch.subscription_records import CHAT_BLOCKED_REASONS
 
 REGISTRY = CollectorRegistry()
 NOTIFICATIONS = Counter(

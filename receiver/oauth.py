@@ -22,12 +22,12 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from receiver.context import Context
 from receiver.identity import end_login_session, start_login_session
-from schema.channels import connect_channel
 from schema.errors import InvalidParameter
 from schema.logs import get_logger
-from schema.subscriptions import SyncReport, sync_subscriptions
-from schema.tokens import TokenCipher, connected_bot_id, store_tokens, store_user
 from schema.twitch import TwitchClient, TwitchError, TwitchRejected, TwitchUnavailable
+from schema.twitch.channels import connect_channel
+from schema.twitch.subscriptions import SyncReport, sync_subscriptions
+from schema.twitch.tokens import TokenCipher, connected_bot_id, store_tokens, store_user
 
 log = get_logger("receiver.oauth")
 

@@ -10,8 +10,8 @@ import asyncio
 
 from receiver.context import Context
 from schema.logs import get_logger
-from schema.subscriptions import ensure_app_subscriptions
 from schema.twitch import TwitchError
+from schema.twitch.subscriptions import ensure_app_subscriptions
 
 log = get_logger("receiver.startup")
 

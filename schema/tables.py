@@ -61,7 +61,7 @@ class TwitchUser(Base):
     display_name: Mapped[str] = mapped_column(String(128))
     # Signed in as the bot, and its chat subscriptions may still exist at Twitch: cleared
     # once a disconnect has deleted them. Who *is* the bot is decided by the bot's tokens
-    # (``schema.tokens.connected_bot_id``), never by this flag.
+    # (``schema.twitch.tokens.connected_bot_id``), never by this flag.
     is_bot: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schema.db import create_engine, create_sessionmaker
 from schema.settings import Settings
-from schema.subscriptions import SyncReport, sync_subscriptions
-from schema.tokens import TokenCipher, connected_bot_id, rotate_token_keys
 from schema.twitch import TwitchClient
+from schema.twitch.subscriptions import SyncReport, sync_subscriptions
+from schema.twitch.tokens import TokenCipher, connected_bot_id, rotate_token_keys
 
 
 @asynccontextmanager

@@ -13,8 +13,8 @@ from starlette.responses import Response
 
 from receiver.api import params, render, shapes
 from receiver.api.endpoint import Call
-from schema.channels import disconnect_channel
 from schema.errors import StreamfoldError
+from schema.twitch.channels import disconnect_channel
 
 
 class TwitchClientMissing(StreamfoldError):

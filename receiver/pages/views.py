@@ -30,9 +30,9 @@ from receiver.pages.chart import hourly_svg
 from receiver.pages.errors import error_page
 from receiver.pages.render import page
 from schema import queries
-from schema.channels import disconnect_channel
 from schema.errors import InvalidParameter, NotFound, StreamfoldError
 from schema.queries import ceil_hour, floor_hour
+from schema.twitch.channels import disconnect_channel
 from schema.viewer_stats import viewer_periods
 
 MAX_FORM_BYTES = 4096

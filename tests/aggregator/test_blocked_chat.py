@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from schema.channels import connect_channel
 from schema.settings import Settings
+from schema.twitch.channels import connect_channel
 from streamfold.channels_cli import describe_channels, sync
 from streamfold.eventsub_sender import revocation_body, signed
 from tests.aggregator.reconcile_rig import BOT_ID, Rig

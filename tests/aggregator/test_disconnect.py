@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator.context import WorkerContext
 from aggregator.token_upkeep import upkeep_tokens
-from schema.channels import disconnect_channel
 from schema.settings import Settings
 from schema.twitch import TwitchClient
+from schema.twitch.channels import disconnect_channel
 from streamfold.eventsub_sender import authorization_revoke_body, revocation_body, signed
 from tests.conftest import SECRET
 from tests.connected import Connected, connected

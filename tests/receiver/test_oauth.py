@@ -15,11 +15,11 @@ from itsdangerous.timed import TimestampSigner
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from receiver.oauth import STATE_COOKIE
-from schema.channels import disconnect_channel
 from schema.errors import ConfigurationError
 from schema.settings import Settings, load_settings
-from schema.tokens import TokenCipher, connected_bot_id, load_tokens, rotate_token_keys
 from schema.twitch import TwitchClient
+from schema.twitch.channels import disconnect_channel
+from schema.twitch.tokens import TokenCipher, connected_bot_id, load_tokens, rotate_token_keys
 from streamfold.channels_cli import describe_channels, sync
 from streamfold.eventsub_sender import authorization_revoke_body, challenge_body, signed
 from streamfold.twitch_local import TwitchStandin
@@ -306,7 +306,7 @@ async def test_a_challenge_is_answered_while_a_sync_still_holds_its_row(
 ) -> None:
     from sqlalchemy import text
 
-    from schema.subscriptions import expect
+    from schema.twitch.subscription_records import expect
 
     condition = {"broadcaster_user_id": "1337"}
     async with connected(settings, sessions) as env:

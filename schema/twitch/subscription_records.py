@@ -1,6 +1,6 @@
 """Our records of EventSub subscriptions: what Twitch told us (challenge answered,
 revoked, listed) and which challenges we expect because we are creating them.
-``schema/subscriptions.py`` decides what we want; this module only writes it down.
+``schema/twitch/subscriptions.py`` decides what we want; this module only writes it down.
 """
 
 from __future__ import annotations

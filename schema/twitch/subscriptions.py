@@ -3,7 +3,7 @@
 What we want is derived from the database (connected channels, the bot account); what
 Twitch has is its list. ``sync_subscriptions`` makes the two agree; the OAuth callback,
 ``streamfold subscriptions sync`` and reconciliation all call it. The records themselves
-are written by ``schema/subscription_records.py`` (re-exported here).
+are written by ``schema/twitch/subscription_records.py``.
 """
 
 from __future__ import annotations
@@ -14,39 +14,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schema.settings import Settings
-from schema.subscription_records import (
-    CHAT_BLOCKED_REASONS,
-    expect,
-    forget,
-    is_expected,
-    record_listed,
-    record_many,
-    record_revocation,
-    record_verified,
-    record_verified_unless_busy,
-    upsert_subscription,
-)
-from schema.tokens import connected_bot_id
 from schema.twitch.client import TwitchClient
 from schema.twitch.errors import TwitchRejected
 from schema.twitch.models import Subscription
-
-__all__ = [
-    "CHAT_BLOCKED_REASONS",
-    "SyncReport",
-    "Wanted",
-    "ensure_app_subscriptions",
-    "expect",
-    "forget",
-    "is_expected",
-    "record_listed",
-    "record_many",
-    "record_revocation",
-    "record_verified",
-    "record_verified_unless_busy",
-    "sync_subscriptions",
-    "upsert_subscription",
-]
+from schema.twitch.subscription_records import (
+    expect,
+    forget,
+    record_listed,
+    record_many,
+)
+from schema.twitch.tokens import connected_bot_id
 
 ONLINE, OFFLINE, CHAT, REVOKE = (
     "stream.online",

@@ -14,13 +14,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schema.logs import get_logger
-from schema.subscriptions import forget
 from schema.tables import Base
-from schema.tokens import TokenCipher, load_tokens, purge_tokens
 from schema.twitch.client import TwitchClient
 from schema.twitch.errors import TwitchError
+from schema.twitch.subscription_records import forget
+from schema.twitch.tokens import TokenCipher, load_tokens, purge_tokens
 
-log = get_logger("schema.channels")
+log = get_logger("schema.twitch.channels")
 
 # Tables of per-channel aggregates that ``purge`` deletes: every table keyed by
 # broadcaster_id except the channel itself and our subscription records (handled apart).
