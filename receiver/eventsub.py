@@ -29,7 +29,7 @@ from schema.events import (
     NOTIFICATION,
     VERIFICATION,
     Delivery,
-    WireSubscription,
+    Subscription,
     challenge_decoder,
     parse_instant,
     read_kind,
@@ -171,7 +171,7 @@ async def _notification(
 
 def _subscription(
     decoder: msgspec.json.Decoder[Any], body: bytes
-) -> tuple[object, WireSubscription]:
+) -> tuple[object, Subscription]:
     try:
         decoded = decoder.decode(body)
     except msgspec.DecodeError as exc:
@@ -231,7 +231,7 @@ async def _revocation(ctx: Context, body: bytes) -> Response:
     return Response(status_code=204)
 
 
-async def _follow_lost_authorization(ctx: Context, subscription: WireSubscription) -> None:
+async def _follow_lost_authorization(ctx: Context, subscription: Subscription) -> None:
     """A user took our authorization away: the worker disconnects them. For a chat
     subscription it may be the broadcaster or the bot, so their tokens tell which."""
     broadcaster = subscription.condition.get("broadcaster_user_id")

@@ -50,6 +50,12 @@ def hash_api_token(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def cookies_secure(settings: Settings) -> bool:
+    """Cookies are marked Secure when the public URL is HTTPS; a plain-HTTP local run
+    would otherwise never send them back."""
+    return (settings.public_base_url or "").startswith("https://")
+
+
 async def start_login_session(
     session: AsyncSession,
     settings: Settings,
@@ -71,7 +77,7 @@ async def start_login_session(
         max_age=int(SESSION_LIFETIME.total_seconds()),
         httponly=True,
         samesite="lax",
-        secure=(settings.public_base_url or "").startswith("https://"),
+        secure=cookies_secure(settings),
         path="/",
     )
     return session_id

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from receiver.context import Context
-from receiver.identity import end_login_session, start_login_session
+from receiver.identity import cookies_secure, end_login_session, start_login_session
 from schema.errors import InvalidParameter
 from schema.logs import get_logger
 from schema.twitch import TwitchClient, TwitchError, TwitchRejected, TwitchUnavailable
@@ -100,7 +100,7 @@ async def login(request: Request) -> Response:
         max_age=STATE_MAX_AGE_SECONDS,
         httponly=True,
         samesite="lax",
-        secure=(ctx.settings.public_base_url or "").startswith("https://"),
+        secure=cookies_secure(ctx.settings),
         path="/auth/twitch",
     )
     return response

@@ -35,11 +35,17 @@ _RFC3339 = re.compile(
 )
 
 
+class NotAnInstant(ValueError):
+    """The text is not shaped as an RFC 3339 date-time at all (rather than, say, month 13)."""
+
+
 def parse_instant(value: str) -> datetime:
-    """RFC 3339 with 0-9 fractional digits (Twitch varies it) to an aware UTC datetime."""
+    """RFC 3339 with 0-9 fractional digits (Twitch varies it) to an aware UTC datetime.
+    The one parser for instants: signed timestamps, Twitch's fields and API parameters."""
     if _RFC3339.fullmatch(value) is None:
-        raise ValueError(f"not an RFC 3339 instant: {value[:64]!r}")
-    parsed = datetime.fromisoformat(value)
+        raise NotAnInstant(f"not an RFC 3339 instant: {value[:64]!r}")
+    # RFC 3339 allows a lowercase t and z; fromisoformat reads only the uppercase z.
+    parsed = datetime.fromisoformat(value.upper())
     if parsed.tzinfo is None:
         raise ValueError(f"instant without a time zone: {value!r}")
     try:
@@ -63,13 +69,29 @@ class Delivery(msgspec.Struct, frozen=True, array_like=True):
 # -- wire shapes (PROTOCOL.md section 4) ---------------------------------------------------
 
 
-class WireSubscription(msgspec.Struct, frozen=True):
+class SubscriptionTransport(msgspec.Struct, frozen=True):
+    method: str
+    callback: str | None = None
+
+
+# Statuses of a subscription that delivers (or is about to, once the challenge is answered).
+LIVE_STATUSES = frozenset({"enabled", "webhook_callback_verification_pending"})
+
+
+class Subscription(msgspec.Struct, frozen=True):
+    """Twitch's subscription object, as Helix lists it and as each webhook body carries it.
+    A body without ``transport`` still decodes (its method reads empty, its callback None)."""
+
     id: str
+    status: str
     type: str
     version: str
-    status: str
     condition: dict[str, str]
+    transport: SubscriptionTransport = msgspec.field(
+        default_factory=lambda: SubscriptionTransport(method="")
+    )
     created_at: str | None = None
+    cost: int = 0
 
 
 class WireStreamOnline(msgspec.Struct, frozen=True):
@@ -100,7 +122,7 @@ class WireAuthorizationRevoke(msgspec.Struct, frozen=True):
 
 
 class _Envelope(msgspec.Struct, frozen=True):
-    subscription: WireSubscription
+    subscription: Subscription
 
 
 class _OnlineEnvelope(_Envelope, frozen=True):
@@ -121,11 +143,11 @@ class _RevokeEnvelope(_Envelope, frozen=True):
 
 class ChallengeBody(msgspec.Struct, frozen=True):
     challenge: str
-    subscription: WireSubscription
+    subscription: Subscription
 
 
 class RevocationBody(msgspec.Struct, frozen=True):
-    subscription: WireSubscription
+    subscription: Subscription
 
 
 _DECODERS: dict[str, msgspec.json.Decoder[Any]] = {

@@ -9,17 +9,11 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from receiver.api.params import WINDOWS
 from schema.errors import ConfigurationError
 from schema.logs import configure_logging
 from schema.settings import Settings, load_settings
 from streamfold import localenv
-
-WINDOWS = {
-    "24h": timedelta(hours=24),
-    "7d": timedelta(days=7),
-    "30d": timedelta(days=30),
-    "90d": timedelta(days=90),
-}
 
 
 def _settings(*required: str, local: bool = False) -> Settings:

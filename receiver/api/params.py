@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
 
 from schema.errors import InvalidParameter
+from schema.events import NotAnInstant, parse_instant
 
 T = TypeVar("T")
 
@@ -34,9 +35,6 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?P<fraction>\.\d{1,9})?(?P<zone>[Zz]|[+-]\d{2}:\d{2})"
-)
 BROADCASTER_ID_PATTERN = r"^[0-9]{1,64}$"
 _BROADCASTER_ID = re.compile(BROADCASTER_ID_PATTERN)
 TOKEN_ID_PATTERN = r"^[1-9][0-9]{0,17}$"  # noqa: S105 - a pattern, not a secret
@@ -82,18 +80,16 @@ class Window:
         return self.since >= self.until
 
 
-def parse_instant(name: str, raw: str) -> datetime:
+def query_instant(name: str, raw: str) -> datetime:
     """An RFC 3339 instant with a zone, as aware UTC. A '+' that arrived unescaped in a
     query string reads as a space; it is taken back as '+'."""
-    value = raw.strip().replace(" ", "+")
-    match = _RFC3339.fullmatch(value)
-    if match is None:
-        raise InvalidParameter(name, "must be an RFC 3339 instant such as 2024-05-04T12:00:00Z")
-    fraction = match.group("fraction") or ""
-    value = value.replace(fraction, fraction[:7], 1) if fraction else value  # microseconds
     try:
-        parsed = datetime.fromisoformat(value.upper()).astimezone(UTC)
-    except (ValueError, OverflowError):
+        parsed = parse_instant(raw.strip().replace(" ", "+"))
+    except NotAnInstant:
+        raise InvalidParameter(
+            name, "must be an RFC 3339 instant such as 2024-05-04T12:00:00Z"
+        ) from None
+    except ValueError:
         raise InvalidParameter(name, "is not a valid date and time") from None
     if not EARLIEST <= parsed < LATEST:
         raise InvalidParameter(name, "must be between 2000-01-01 and 2200-01-01")
@@ -105,14 +101,14 @@ def parse_window(inputs: Inputs) -> Window:
     A ``since`` at or after now without ``until`` is the empty window at ``since``."""
     query = inputs.query
     window = query.get("window")
-    until = parse_instant("until", query["until"]) if "until" in query else inputs.now
+    until = query_instant("until", query["until"]) if "until" in query else inputs.now
     if window is not None:
         if window not in WINDOWS:
             raise InvalidParameter("window", f"must be one of {', '.join(WINDOWS)}")
         if "since" in query:
             raise InvalidParameter("window", "give either window or since, not both")
         return Window(until - WINDOWS[window], until)
-    since = parse_instant("since", query["since"]) if "since" in query else until - DEFAULT_WINDOW
+    since = query_instant("since", query["since"]) if "since" in query else until - DEFAULT_WINDOW
     if "until" not in query and since >= until:
         # "Since" after now (a client clock running ahead, or "what came after the last
         # session I showed") asks for an empty window, not for a wrong one.

@@ -10,7 +10,6 @@ from schema.twitch.errors import (
 )
 from schema.twitch.models import (
     Stream,
-    Subscription,
     SubscriptionCreated,
     User,
     UserTokens,
@@ -21,7 +20,6 @@ __all__ = [
     "InvalidAccessToken",
     "InvalidRefreshToken",
     "Stream",
-    "Subscription",
     "SubscriptionCreated",
     "TwitchClient",
     "TwitchError",

@@ -15,6 +15,7 @@ import httpx
 import msgspec
 from redis.asyncio import Redis
 
+from schema.events import LIVE_STATUSES, Subscription
 from schema.settings import Settings
 from schema.twitch.app_token import AppTokenCache, cache_key
 from schema.twitch.errors import (
@@ -26,7 +27,6 @@ from schema.twitch.models import (
     AppToken,
     Page,
     Stream,
-    Subscription,
     SubscriptionCreated,
     User,
     UserTokens,
@@ -37,7 +37,6 @@ from schema.twitch.transport import Transport, error_of, rejected
 T = TypeVar("T")
 
 HELIX_PAGE_IDS = 100  # Get Streams / Get Users take at most 100 ids per call (6.2, 6.3)
-LIVE_STATUSES = frozenset({"enabled", "webhook_callback_verification_pending"})
 _TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 

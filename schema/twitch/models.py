@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from schema.events import Subscription
+
 
 class User(msgspec.Struct, frozen=True):
     id: str
@@ -32,22 +34,6 @@ class Stream(msgspec.Struct, frozen=True):
     game_id: str = ""
     game_name: str = ""
     language: str = ""
-
-
-class Transport(msgspec.Struct, frozen=True):
-    method: str
-    callback: str | None = None
-
-
-class Subscription(msgspec.Struct, frozen=True):
-    id: str
-    status: str
-    type: str
-    version: str
-    condition: dict[str, str]
-    transport: Transport
-    created_at: str | None = None
-    cost: int = 0
 
 
 class SubscriptionCreated(msgspec.Struct, frozen=True):

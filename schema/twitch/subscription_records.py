@@ -14,8 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schema.events import CHAT_MESSAGE, WireSubscription
-from schema.twitch.models import Subscription
+from schema.events import CHAT_MESSAGE, Subscription
 
 # Twitch sends the challenge right after accepting the create call, possibly before our
 # create call has returned the id (PROTOCOL.md 3.2): the expectation must be recorded
@@ -34,7 +33,7 @@ _UPSERT = text("""
 
 
 async def upsert_subscription(
-    session: AsyncSession, subscription: WireSubscription, *, status: str, revoked: bool = False
+    session: AsyncSession, subscription: Subscription, *, status: str, revoked: bool = False
 ) -> None:
     await session.execute(
         _UPSERT,
@@ -50,7 +49,7 @@ async def upsert_subscription(
     )
 
 
-async def record_verified(session: AsyncSession, subscription: WireSubscription) -> None:
+async def record_verified(session: AsyncSession, subscription: Subscription) -> None:
     """We answered its challenge: Twitch now enables it."""
     await upsert_subscription(session, subscription, status="enabled")
 
@@ -75,7 +74,7 @@ _REVOKE = text("""
 """)
 
 
-async def record_revocation(session: AsyncSession, subscription: WireSubscription) -> bool:
+async def record_revocation(session: AsyncSession, subscription: Subscription) -> bool:
     """Twitch revoked it; ``subscription.status`` holds the reason. A chat revocation is
     also noted on its channel, where it outlives the subscription's own row. Only a
     subscription we know of is recorded (False otherwise): a revocation of someone else's
@@ -112,7 +111,7 @@ async def expect(redis: Redis | None, sub_type: str, condition: dict[str, str]) 
 
 
 async def is_expected(
-    session: AsyncSession, redis: Redis | None, subscription: WireSubscription
+    session: AsyncSession, redis: Redis | None, subscription: Subscription
 ) -> bool:
     """Did we ask for this subscription? A pending create of the same type and condition,
     or an id we recorded and that was not revoked."""
@@ -201,7 +200,7 @@ CHALLENGE_LOCK_TIMEOUT = "2s"
 
 
 async def record_verified_unless_busy(
-    session: AsyncSession, subscription: WireSubscription
+    session: AsyncSession, subscription: Subscription
 ) -> bool:
     """``record_verified``, giving up after a short wait for the row; False if it did."""
     await session.execute(text(f"SET LOCAL lock_timeout = '{CHALLENGE_LOCK_TIMEOUT}'"))

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from schema.events import LIVE_STATUSES, Subscription
 from schema.settings import Settings
 from schema.twitch.client import TwitchClient
 from schema.twitch.errors import TwitchRejected
-from schema.twitch.models import Subscription
 from schema.twitch.subscription_records import (
     expect,
     forget,
@@ -31,7 +31,6 @@ ONLINE, OFFLINE, CHAT, REVOKE = (
     "channel.chat.message",
     "user.authorization.revoke",
 )
-LIVE_STATUSES = frozenset({"enabled", "webhook_callback_verification_pending"})
 
 
 @dataclass(frozen=True, slots=True)
