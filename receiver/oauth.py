@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from receiver.context import Context
 from receiver.identity import cookies_secure, end_login_session, start_login_session
-from schema.errors import InvalidParameter
+from schema.errors import InvalidParameter, LoginFailed
 from schema.logs import get_logger
 from schema.twitch import TwitchClient, TwitchError, TwitchRejected, TwitchUnavailable
 from schema.twitch.channels import connect_channel
@@ -41,12 +41,6 @@ SCOPES: dict[str, tuple[str, ...]] = {
 STATE_COOKIE = "streamfold_oauth_state"
 STATE_MAX_AGE_SECONDS = 600  # Twitch's consent screen rarely takes more than minutes
 _USED_STATE_PREFIX = "streamfold:oauth:used-state:"
-
-
-class LoginFailed(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
 
 
 def _serializer(ctx: Context) -> URLSafeTimedSerializer:
@@ -114,8 +108,8 @@ async def callback(request: Request) -> Response:
         role = await _check_state(ctx, request)
         response = await _complete(ctx, request, role)
     except LoginFailed as failure:
-        log.info("oauth.refused", status=failure.status, reason=failure.title)
-        response = page(failure.status, failure.title, failure.detail)
+        log.info("oauth.refused", status=failure.status_code, reason=failure.title)
+        response = page(failure.status_code, failure.title, failure.detail)
     response.delete_cookie(STATE_COOKIE, path="/auth/twitch")
     return response
 

@@ -55,6 +55,30 @@ class RequestTimeout(StreamfoldError):
     code = "request_timeout"
 
 
+class TooManyTokens(StreamfoldError):
+    status_code = 409
+    code = "too_many_tokens"
+
+
+class TwitchClientMissing(StreamfoldError):
+    """A call that needs Twitch while this process has no Twitch client configured."""
+
+    status_code = 503
+    code = "unavailable"
+
+
+class LoginFailed(StreamfoldError):
+    """A sign-in that cannot complete. A browser is on the other end, so it is answered
+    as a page titled ``title`` rather than as JSON; the status varies by cause."""
+
+    code = "login_failed"
+
+    def __init__(self, status_code: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.title = title
+
+
 class InvalidSignature(StreamfoldError):
     status_code = 403
     code = "invalid_signature"

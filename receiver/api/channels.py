@@ -13,13 +13,8 @@ from starlette.responses import Response
 
 from receiver.api import params, render, shapes
 from receiver.api.endpoint import Call
-from schema.errors import StreamfoldError
+from schema.errors import TwitchClientMissing
 from schema.twitch.channels import disconnect_channel
-
-
-class TwitchClientMissing(StreamfoldError):
-    status_code = 503
-    code = "unavailable"
 
 
 async def disconnect(call: Call) -> Response:

@@ -17,17 +17,12 @@ from starlette.responses import Response
 from receiver.api import render, shapes
 from receiver.api.endpoint import Call
 from receiver.identity import API_TOKEN_PREFIX, hash_api_token
-from schema.errors import InvalidParameter, NotFound, PayloadTooLarge, StreamfoldError
+from schema.errors import InvalidParameter, NotFound, PayloadTooLarge, TooManyTokens
 
 MAX_ACTIVE_TOKENS = 25
 MAX_BODY_BYTES = 4096
 
 _decode_request = msgspec.json.Decoder(shapes.TokenRequest)
-
-
-class TooManyTokens(StreamfoldError):
-    status_code = 409
-    code = "too_many_tokens"
 
 
 _ACTIVE = text("SELECT count(*) FROM api_tokens WHERE user_id = :u AND revoked_at IS NULL")
