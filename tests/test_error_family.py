@@ -8,11 +8,20 @@ import inspect
 import receiver.api.channels
 import receiver.api.tokens
 import receiver.oauth
+import receiver.pages.csrf
+import receiver.pages.views
 from schema import errors
 
 
 def test_errors_raised_by_the_api_and_pages_are_defined_in_the_one_family() -> None:
-    for module in (receiver.oauth, receiver.api.tokens, receiver.api.channels):
+    modules = (
+        receiver.oauth,
+        receiver.api.tokens,
+        receiver.api.channels,
+        receiver.pages.views,
+        receiver.pages.csrf,
+    )
+    for module in modules:
         for name, value in vars(module).items():
             if inspect.isclass(value) and issubclass(value, BaseException):
                 # Library errors are caught and translated; none of ours lives elsewhere.
