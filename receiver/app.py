@@ -21,6 +21,7 @@ from receiver.health import healthz, readyz
 from receiver.metrics import metrics
 from receiver.pages.routes import page_routes
 from receiver.queue import NotificationQueue, connect_redis
+from receiver.request_id import RequestId
 from receiver.startup import start_app_subscriptions
 from schema.db import create_engine, create_sessionmaker
 from schema.logs import get_logger
@@ -81,7 +82,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
-        middleware=[Middleware(ApiCors, settings=settings)],
+        middleware=[Middleware(RequestId), Middleware(ApiCors, settings=settings)],
     )
 
 

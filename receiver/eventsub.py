@@ -61,42 +61,45 @@ REVOKED = NOTIFICATIONS.labels(outcome="revocation")
 async def callback(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     headers = read_headers(request)
-    body = await read_body(request, headers, ctx.body_deadlines)
-    try:
-        verify(
-            ctx.settings.eventsub_secrets,
-            headers.message_id,
-            headers.timestamp,
-            body,
-            headers.signature,
-        )
-        check_fresh(headers.timestamp, ctx.clock())
-    except Exception as exc:
-        REFUSED.inc()
-        log.info(
-            "eventsub.refused",
-            message_id=headers.message_id,
-            reason=getattr(exc, "code", type(exc).__name__),
-        )
-        raise
-    message_type, subscription_type = _signed_kind(headers, body)
-    if message_type == NOTIFICATION:
-        return await _notification(ctx, headers, subscription_type, body)
+    # Every line logged for this message names it (read_headers bounded the id).
     with structlog.contextvars.bound_contextvars(message_id=headers.message_id):
-        if not await _first_sighting(ctx, headers.message_id):
-            log.info("eventsub.duplicate", message_type=message_type)
-            if message_type == VERIFICATION:  # the same answer again, nothing recorded
-                decoded, _ = _subscription(challenge_decoder, body)
-                return PlainTextResponse(decoded.challenge, status_code=200)  # type: ignore[attr-defined]
-            return Response(status_code=204)
+        body = await read_body(request, headers, ctx.body_deadlines)
         try:
-            if message_type == VERIFICATION:
-                return await _verification(ctx, body)
-            return await _revocation(ctx, body)
-        except BaseException:
-            # Not acted on: Twitch's retry of this message must be handled, not dropped.
-            await _forget_sighting(ctx, headers.message_id)
+            verify(
+                ctx.settings.eventsub_secrets,
+                headers.message_id,
+                headers.timestamp,
+                body,
+                headers.signature,
+            )
+            check_fresh(headers.timestamp, ctx.clock())
+        except Exception as exc:
+            REFUSED.inc()
+            log.info("eventsub.refused", reason=getattr(exc, "code", type(exc).__name__))
             raise
+        message_type, subscription_type = _signed_kind(headers, body)
+        with structlog.contextvars.bound_contextvars(subscription_type=subscription_type[:100]):
+            if message_type == NOTIFICATION:
+                return await _notification(ctx, headers, subscription_type, body)
+            return await _control(ctx, headers, message_type, body)
+
+
+async def _control(ctx: Context, headers: Headers, message_type: str, body: bytes) -> Response:
+    """A challenge or a revocation: acted on once, remembered for the replay window."""
+    if not await _first_sighting(ctx, headers.message_id):
+        log.info("eventsub.duplicate", message_type=message_type)
+        if message_type == VERIFICATION:  # the same answer again, nothing recorded
+            decoded, _ = _subscription(challenge_decoder, body)
+            return PlainTextResponse(decoded.challenge, status_code=200)  # type: ignore[attr-defined]
+        return Response(status_code=204)
+    try:
+        if message_type == VERIFICATION:
+            return await _verification(ctx, body)
+        return await _revocation(ctx, body)
+    except BaseException:
+        # Not acted on: Twitch's retry of this message must be handled, not dropped.
+        await _forget_sighting(ctx, headers.message_id)
+        raise
 
 
 def _signed_kind(headers: Headers, body: bytes) -> tuple[str, str]:
@@ -151,11 +154,7 @@ async def _notification(
 ) -> Response:
     if subscription_type not in FOLDED_TYPES:
         IGNORED.inc()
-        log.info(
-            "eventsub.ignored_type",
-            message_id=headers.message_id,
-            subscription_type=subscription_type[:100],
-        )
+        log.info("eventsub.ignored_type")
         return Response(status_code=204)
     try:
         await ctx.queue.accept(
@@ -189,7 +188,6 @@ async def _verification(ctx: Context, body: bytes) -> Response:
                 log.warning(
                     "eventsub.challenge_refused",
                     subscription_id=subscription.id,
-                    subscription_type=subscription.type,
                 )
                 raise Forbidden("challenge for a subscription streamfold did not request")
             # The local run: `twitch event verify-subscription` invents the subscription.
@@ -200,7 +198,6 @@ async def _verification(ctx: Context, body: bytes) -> Response:
     log.info(
         "eventsub.challenge_answered",
         subscription_id=subscription.id,
-        subscription_type=subscription.type,
     )
     # The exact challenge bytes as text/plain: a JSON-encoded answer fails verification.
     return PlainTextResponse(decoded.challenge, status_code=200)  # type: ignore[attr-defined]
@@ -214,7 +211,6 @@ async def _revocation(ctx: Context, body: bytes) -> Response:
         log.warning(
             "eventsub.unknown_revoked",
             subscription_id=subscription.id[:64],
-            subscription_type=subscription.type[:100],
             reason=subscription.status[:64],
         )
         return Response(status_code=204)
@@ -224,7 +220,6 @@ async def _revocation(ctx: Context, body: bytes) -> Response:
     log.warning(
         "eventsub.revoked",
         subscription_id=subscription.id,
-        subscription_type=subscription.type,
         reason=subscription.status,
         condition=subscription.condition,
     )
