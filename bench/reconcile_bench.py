@@ -25,13 +25,17 @@ from schema.db import create_engine, create_sessionmaker
 from streamfold.serving import serve
 
 FERNET_KEY = "PMTMaeXo8xDgzfqx186p997eDuCdevBsfhkN0mC-_Lw="
+# Connected as the OAuth callback leaves a channel, in one statement for all of them.
+_CONNECT = text("""
+    INSERT INTO channels (broadcaster_id, login, connected, connected_at)
+    SELECT b, 'channel_' || b, true, now() FROM unnest(CAST(:ids AS text[])) b
+    ON CONFLICT (broadcaster_id) DO UPDATE SET connected = true""")
 
 
 async def _one(env: Environment, channels: list[str], *, baseline: bool) -> dict[str, Any]:
     from aggregator.reconcile import reconcile_once
     from schema.twitch import TwitchClient
     from streamfold.twitch_local import TwitchStandin, point_at
-    from tests.aggregator.reconcile_rig import Rig
 
     standin = TwitchStandin()
     engine = create_engine(env.database_url, pool_size=2)
@@ -47,15 +51,21 @@ async def _one(env: Environment, channels: list[str], *, baseline: bool) -> dict
                 ),
                 url,
             ).model_copy(update={"public_base_url": "http://127.0.0.1:9"})
-            rig = Rig(standin, settings, engine, create_sessionmaker(engine), redis)
-            async with rig.sessions.begin() as session:
+            sessions = create_sessionmaker(engine)
+            async with sessions.begin() as session:
                 # Only this benchmark's channels are connected (earlier sections add others).
                 await session.execute(text("UPDATE channels SET connected = false"))
-            await rig.connect(channels)
-            rig.seed_subscriptions(channels)
+                await session.execute(_CONNECT, {"ids": channels})
+            for broadcaster_id in channels:
+                standin.add_user(broadcaster_id, f"channel_{broadcaster_id}")
+            standin.seed_subscriptions(settings.callback_url, channels)
             now = datetime.now(UTC).replace(microsecond=0)
             for n in range(0, len(channels), 10):
-                rig.go_live(channels[n], f"stream-{channels[n]}", now - timedelta(minutes=20))
+                standin.go_live(
+                    channels[n],
+                    stream_id=f"stream-{channels[n]}",
+                    started_at=now - timedelta(minutes=20),
+                )
             began = time.perf_counter()
             async with TwitchClient(settings, redis) as twitch:
                 if baseline:
@@ -64,7 +74,7 @@ async def _one(env: Environment, channels: list[str], *, baseline: bool) -> dict
                     outcome, error = "success", None
                 else:
                     result = await reconcile_once(
-                        settings, engine, rig.sessions, twitch, clock=lambda: now
+                        settings, engine, sessions, twitch, clock=lambda: now
                     )
                     outcome, error = result.outcome, result.error
             elapsed = time.perf_counter() - began
@@ -84,7 +94,7 @@ async def _one(env: Environment, channels: list[str], *, baseline: bool) -> dict
 
 def run(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
     try:
-        for module in ("aggregator.reconcile", "tests.aggregator.reconcile_rig"):
+        for module in ("aggregator.reconcile", "streamfold.twitch_local"):
             importlib.import_module(module)
     except ImportError as exc:
         return [Row("reconcile", "reconciliation", "s", note=f"not available: {exc}")]

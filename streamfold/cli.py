@@ -205,12 +205,6 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from bench.cli import main as bench_main
-
-    return bench_main(["--quick"] if args.quick else [])
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamfold", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -271,8 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = add("jobs", cmd_jobs, "recent periodic job runs and their success rate over 24 h")
     jobs.add_argument("--job", help="only this job (e.g. reconcile)")
     jobs.add_argument("--limit", type=int, default=20, help="how many recent runs (default 20)")
-    bench = add("bench", cmd_bench, "run the benchmarks (python -m bench has more options)")
-    bench.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
     return parser
 
 

@@ -19,6 +19,7 @@ import random
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -205,13 +206,42 @@ class TwitchStandin:
         self.users[user_id] = user
         return user
 
+    def seed_subscriptions(self, callback_url: str, channels: Sequence[str]) -> None:
+        """Enabled stream.online/offline subscriptions for ``channels`` and the app's
+        revoke subscription, as a previous sync left them (a steady state to reconcile)."""
+        wanted = [("user.authorization.revoke", {"client_id": self.client_id})]
+        for channel in channels:
+            for kind in ("stream.online", "stream.offline"):
+                wanted.append((kind, {"broadcaster_user_id": channel}))
+        for n, (kind, condition) in enumerate(wanted):
+            sub_id = f"seeded-{n}"
+            self.subscriptions[sub_id] = {
+                "id": sub_id,
+                "status": "enabled",
+                "type": kind,
+                "version": "1",
+                "condition": condition,
+                "created_at": "2026-01-01T00:00:00Z",
+                "transport": {"method": "webhook", "callback": callback_url},
+                "cost": 0,
+            }
+
     def consent_as(
         self, user: StandinUser, *, deny: bool = False, scopes: list[str] | None = None
     ) -> None:
         self.consent = Consent(user, deny, scopes)
 
-    def go_live(self, user_id: str, *, stream_id: str | None = None, viewers: int = 10) -> None:
+    def go_live(
+        self,
+        user_id: str,
+        *,
+        stream_id: str | None = None,
+        viewers: int = 10,
+        started_at: datetime | None = None,
+        title: str = "stand-in stream",
+    ) -> None:
         user = self.users[user_id]
+        started_at = started_at or datetime.now(UTC)
         self.live[user_id] = {
             "id": stream_id or str(abs(hash((user_id, time.time())))),
             "user_id": user.id,
@@ -220,10 +250,10 @@ class TwitchStandin:
             "game_id": "509658",
             "game_name": "Just Chatting",
             "type": "live",
-            "title": "stand-in stream",
+            "title": title,
             "tags": [],
             "viewer_count": viewers,
-            "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "started_at": started_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "language": "en",
             "thumbnail_url": "https://example.invalid/{width}x{height}.jpg",
             "tag_ids": [],

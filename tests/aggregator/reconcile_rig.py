@@ -40,10 +40,6 @@ async def wait_until(condition: Callable[[], bool | Awaitable[bool]], within: fl
             await asyncio.sleep(0.02)
 
 
-def rfc3339(instant: datetime) -> str:
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass
 class Rig:
     standin: TwitchStandin
@@ -92,24 +88,7 @@ class Rig:
             )
 
     def seed_subscriptions(self, channels: Sequence[str]) -> None:
-        """Enabled stream.online/offline subscriptions at Twitch for ``channels`` and the
-        app's revoke subscription, as a previous sync left them."""
-        wanted = [("user.authorization.revoke", {"client_id": self.standin.client_id})]
-        for channel in channels:
-            for kind in ("stream.online", "stream.offline"):
-                wanted.append((kind, {"broadcaster_user_id": channel}))
-        for n, (kind, condition) in enumerate(wanted):
-            sub_id = f"seeded-{n}"
-            self.standin.subscriptions[sub_id] = {
-                "id": sub_id,
-                "status": "enabled",
-                "type": kind,
-                "version": "1",
-                "condition": condition,
-                "created_at": "2026-01-01T00:00:00Z",
-                "transport": {"method": "webhook", "callback": self.settings.callback_url},
-                "cost": 0,
-            }
+        self.standin.seed_subscriptions(self.settings.callback_url, channels)
 
     def go_live(
         self,
@@ -120,8 +99,9 @@ class Rig:
         viewers: int = 10,
         title: str = "stand-in stream",
     ) -> None:
-        self.standin.go_live(broadcaster_id, stream_id=stream_id, viewers=viewers)
-        self.standin.live[broadcaster_id] |= {"started_at": rfc3339(started_at), "title": title}
+        self.standin.go_live(
+            broadcaster_id, stream_id=stream_id, viewers=viewers, started_at=started_at, title=title
+        )
 
     def go_offline(self, broadcaster_id: str) -> None:
         self.standin.live.pop(broadcaster_id, None)
