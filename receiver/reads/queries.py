@@ -1,6 +1,8 @@
-"""Read models: sessions, hourly rows and summaries, straight from the aggregate tables.
+"""Reads of a channel: sessions, hourly rows and summaries, straight from the aggregate
+tables, each returned as the wire shape the JSON API encodes (field names are PRODUCT.md's:
+the frontend depends on them).
 
-Used by the JSON API and by ``streamfold show``. Chat figures are exact over any window:
+Used by the JSON API, the pages and ``streamfold show``. Chat figures are exact over any window:
 whole hours come from ``chatter_hours``, the partial hours at a window's edges from
 ``chat_messages``, and distinct chatters are counted over the union of both, never
 summed from smaller windows.
@@ -10,9 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
+import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from receiver.reads.fields import Count, Id, Instant
 
 HOUR = timedelta(hours=1)
 
@@ -108,22 +114,23 @@ async def chat_totals(
 # -- sessions -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SessionRow:
-    id: str
-    broadcaster_id: str
-    started_at: datetime
-    ended_at: datetime | None
-    duration_seconds: int
-    chat_messages: int
-    unique_chatters: int
-    peak_viewers: int | None
+class Session(msgspec.Struct, frozen=True):
+    """One stream; `ended_at` is null while live and `duration_seconds` runs to now."""
+
+    id: Id
+    broadcaster_id: Id
+    started_at: Instant
+    ended_at: Instant | None
+    duration_seconds: Count
+    chat_messages: Count
+    unique_chatters: Count
+    peak_viewers: Count | None
     avg_viewers: float | None
     hours_watched: float | None
     title: str | None
     game_name: str | None
-    started_by: str
-    ended_by: str | None
+    started_by: Literal["eventsub", "reconcile"]
+    ended_by: Literal["eventsub", "reconcile"] | None
     chat_complete: bool
 
 
@@ -212,7 +219,7 @@ async def sessions(
     now: datetime,
     limit: int = 100,
     before: tuple[datetime, str] | None = None,
-) -> list[SessionRow]:
+) -> list[Session]:
     """Sessions overlapping ``[since, until)``, newest first; ``before`` is the keyset
     cursor (start, id) of the last row of the previous page. An empty window has none."""
     if until <= since:
@@ -232,7 +239,7 @@ async def sessions(
         )
     ).all()
     return [
-        SessionRow(
+        Session(
             id=r.id,
             broadcaster_id=r.broadcaster_id,
             started_at=r.started_at,
@@ -256,14 +263,15 @@ async def sessions(
 # -- hourly rows --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class HourRow:
-    hour: datetime
-    live_seconds: int
-    chat_messages: int
-    unique_chatters: int
+class HourRow(msgspec.Struct, frozen=True):
+    """One UTC hour that saw live time, chat or a viewer sample."""
+
+    hour: Instant
+    live_seconds: Count
+    chat_messages: Count
+    unique_chatters: Count
     avg_viewers: float | None
-    peak_viewers: int | None
+    peak_viewers: Count | None
     hours_watched: float | None
     chat_complete: bool
 
@@ -356,14 +364,18 @@ async def hourly(
 # -- summary ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Summary:
+class Summary(msgspec.Struct, frozen=True):
+    """Totals over the window; `unique_chatters` is exact over the whole window."""
+
+    broadcaster_id: Id
+    since: Instant
+    until: Instant
     hours_streamed: float
-    sessions: int
-    chat_messages: int
-    unique_chatters: int
+    sessions: Count
+    chat_messages: Count
+    unique_chatters: Count
     avg_viewers: float | None
-    peak_viewers: int | None
+    peak_viewers: Count | None
     hours_watched: float | None
 
 
@@ -394,11 +406,14 @@ async def summary(
     session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime, *, now: datetime
 ) -> Summary:
     if until <= since:  # an empty window: nothing streamed, nothing sampled
-        return Summary(0.0, 0, 0, 0, None, None, None)
+        return Summary(broadcaster_id, since, until, 0.0, 0, 0, 0, None, None, None)
     params = {"b": broadcaster_id, "since": since, "until": until, "now": now}
     row = (await session.execute(_SUMMARY, params)).one()
     chat = await chat_totals(session, broadcaster_id, since, min(until, now))
     return Summary(
+        broadcaster_id=broadcaster_id,
+        since=since,
+        until=until,
         hours_streamed=round(float(row.live_seconds) / 3600.0, 4),
         sessions=int(row.sessions),
         chat_messages=chat.chat_messages,
