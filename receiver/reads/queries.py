@@ -2,10 +2,12 @@
 tables, each returned as the wire shape the JSON API encodes (field names are PRODUCT.md's:
 the frontend depends on them).
 
-Used by the JSON API, the pages and ``streamfold show``. Chat figures are exact over any window:
-whole hours come from ``chatter_hours``, the partial hours at a window's edges from
-``chat_messages``, and distinct chatters are counted over the union of both, never
-summed from smaller windows.
+Used by the JSON API, the pages and ``streamfold show``. The sessions and hourly queries
+name their columns after their shape's fields, so a row becomes its shape by name.
+
+Chat figures are exact over any window: whole hours come from ``chatter_hours``, the
+partial hours at a window's edges from ``chat_messages``, and distinct chatters are
+counted over the union of both, never summed from smaller windows.
 """
 
 from __future__ import annotations
@@ -169,12 +171,13 @@ _SESSIONS = text("""
                CASE WHEN e.full_from < e.full_to THEN e.full_to ELSE e.stop END AS tail_from
         FROM edges e
     )
-    SELECT sp.id, sp.broadcaster_id, sp.started_at, sp.ended_at, sp.stop,
-           sp.started_by, sp.ended_by,
+    SELECT sp.id, sp.broadcaster_id, sp.started_at, sp.ended_at, sp.started_by, sp.ended_by,
            extract(epoch FROM date_trunc('second', sp.stop, 'UTC')
-                              - date_trunc('second', sp.started_at, 'UTC')) AS duration_seconds,
+                              - date_trunc('second', sp.started_at, 'UTC'))::bigint
+               AS duration_seconds,
            coalesce(sp.title, v.title) AS title, coalesce(sp.game_name, v.game_name) AS game_name,
-           v.peak, v.avg, v.watched, c.messages, c.chatters,
+           v.peak AS peak_viewers, v.avg AS avg_viewers, v.watched AS hours_watched,
+           c.messages AS chat_messages, c.chatters AS unique_chatters,
            NOT EXISTS (
                SELECT 1 FROM chat_gaps g
                WHERE (g.broadcaster_id = sp.broadcaster_id OR g.broadcaster_id IS NULL)
@@ -238,26 +241,7 @@ async def sessions(
             },
         )
     ).all()
-    return [
-        Session(
-            id=r.id,
-            broadcaster_id=r.broadcaster_id,
-            started_at=r.started_at,
-            ended_at=r.ended_at,
-            duration_seconds=int(r.duration_seconds),
-            chat_messages=int(r.messages),
-            unique_chatters=int(r.chatters),
-            peak_viewers=r.peak,
-            avg_viewers=r.avg,
-            hours_watched=r.watched,
-            title=r.title,
-            game_name=r.game_name,
-            started_by=r.started_by,
-            ended_by=r.ended_by,
-            chat_complete=bool(r.chat_complete),
-        )
-        for r in rows
-    ]
+    return [Session(**r._mapping) for r in rows]
 
 
 # -- hourly rows --------------------------------------------------------------------------
@@ -311,10 +295,11 @@ _HOURLY = text("""
     ), hours AS (
         SELECT hour FROM live UNION SELECT hour FROM chat UNION SELECT hour FROM samples
     )
-    SELECT hours.hour, coalesce(live.live_seconds, 0) AS live_seconds,
+    SELECT hours.hour, coalesce(live.live_seconds, 0)::bigint AS live_seconds,
            coalesce(chat.chat_messages, 0) AS chat_messages,
            coalesce(chat.unique_chatters, 0) AS unique_chatters,
-           samples.avg, samples.peak, samples.watched,
+           samples.avg AS avg_viewers, samples.peak AS peak_viewers,
+           samples.watched AS hours_watched,
            NOT EXISTS (
                SELECT 1 FROM chat_gaps g
                WHERE (g.broadcaster_id = :b OR g.broadcaster_id IS NULL)
@@ -346,19 +331,7 @@ async def hourly(
             },
         )
     ).all()
-    return [
-        HourRow(
-            hour=r.hour,
-            live_seconds=int(r.live_seconds),  # whole seconds already
-            chat_messages=int(r.chat_messages),
-            unique_chatters=int(r.unique_chatters),
-            avg_viewers=r.avg,
-            peak_viewers=r.peak,
-            hours_watched=r.watched,
-            chat_complete=bool(r.chat_complete),
-        )
-        for r in rows
-    ]
+    return [HourRow(**r._mapping) for r in rows]  # live seconds are whole already
 
 
 # -- summary ------------------------------------------------------------------------------
