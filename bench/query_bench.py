@@ -5,7 +5,7 @@ faster still than COPY because nothing crosses the wire): every channel streams 
 hours a day, its chatters per hour drawn from a log-normal distribution (median 6) and a
 few of the busiest channels at a fixed large size, each chatter drawn from a pool of
 regulars four times that size so that uniques over a window are fewer than the sum of
-the hours. Viewer samples every 30 minutes. ``schema/queries.py`` is called directly
+the hours. Viewer samples every 30 minutes. ``receiver/reads/queries.py`` is called directly
 with one connection; the baseline is a primary-key read through the same session.
 """
 
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench.services import Environment
 from bench.stats import Row, percentile
-from schema import queries
+from receiver.reads import queries
 from schema.db import create_engine, create_sessionmaker
 
 FIRST_ID = 100_000

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schema import queries
+from receiver.reads import queries
 
 
 def _cell(value: object) -> str:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import text
 
-from schema import queries
+from receiver.reads import queries
 from schema.db import create_engine, create_sessionmaker
 from schema.settings import Settings
 from streamfold.eventsub_sender import (

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schema import queries
+from receiver.reads import queries
 from schema.settings import Settings
 from streamfold.simulate import build_plan
 from streamfold.simulate_live import send_with_local_twitch

@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schema import queries
+from receiver.reads import queries
 from streamfold.eventsub_sender import (
     Message,
     chat_message_body,

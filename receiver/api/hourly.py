@@ -14,14 +14,10 @@ from starlette.responses import Response
 from receiver.api import params, render, shapes
 from receiver.api.endpoint import Call
 from receiver.context import Context
-from schema import queries
+from receiver.reads import queries
 
 CSV_CHUNK = timedelta(days=7)
-COLUMNS = shapes.HourRow.__struct_fields__
-
-
-def to_wire(row: queries.HourRow) -> shapes.HourRow:
-    return shapes.project(shapes.HourRow, row)
+COLUMNS = queries.HourRow.__struct_fields__
 
 
 async def list_hours(call: Call) -> Response:
@@ -38,7 +34,7 @@ async def list_hours(call: Call) -> Response:
             broadcaster_id=broadcaster_id,
             since=window.since,
             until=window.until,
-            hours=[to_wire(r) for r in rows],
+            hours=rows,
         )
     )
 

@@ -12,6 +12,7 @@ from receiver.api import access, channels, hourly, me, sessions, shapes, summary
 from receiver.api import params as p
 from receiver.api.endpoint import Operation, routes_of
 from receiver.api.openapi import openapi_route
+from receiver.reads import queries
 
 CHANNEL = "/api/channels/{broadcaster_id}"
 CHANNEL_ERRORS = (401, 403, 404, 422)
@@ -34,7 +35,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Stream sessions overlapping the window, newest first, cursor-paginated",
         shapes.SessionPage,
         queries=(p.WINDOW, p.LIMIT, p.CURSOR, p.FORMAT),
-        csv=shapes.Session,
+        csv=queries.Session,
         errors=CHANNEL_ERRORS,
     ),
     Operation(
@@ -45,7 +46,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Hourly rows (UTC) of the window that saw live time, chat or viewer samples",
         shapes.Hourly,
         queries=(p.WINDOW, p.FORMAT),
-        csv=shapes.HourRow,
+        csv=queries.HourRow,
         errors=CHANNEL_ERRORS,
     ),
     Operation(
@@ -54,7 +55,7 @@ OPERATIONS: tuple[Operation, ...] = (
         summary.channel_summary,
         access.CHANNEL_READER,
         "Totals over the window; unique_chatters is exact over the whole window",
-        shapes.Summary,
+        queries.Summary,
         queries=(p.WINDOW,),
         errors=CHANNEL_ERRORS,
     ),

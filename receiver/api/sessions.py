@@ -15,14 +15,10 @@ from starlette.responses import Response
 from receiver.api import params, render, shapes
 from receiver.api.endpoint import Call
 from receiver.context import Context
-from schema import queries
+from receiver.reads import queries
 
 CSV_PAGE = 500
-COLUMNS = shapes.Session.__struct_fields__
-
-
-def to_wire(row: queries.SessionRow) -> shapes.Session:
-    return shapes.project(shapes.Session, row)
+COLUMNS = queries.Session.__struct_fields__
 
 
 async def list_sessions(call: Call) -> Response:
@@ -48,7 +44,7 @@ async def list_sessions(call: Call) -> Response:
             broadcaster_id=broadcaster_id,
             since=window.since,
             until=window.until,
-            sessions=[to_wire(r) for r in page],
+            sessions=page,
             next=params.encode_cursor(last.started_at, last.id) if more and last else None,
         )
     )
@@ -56,7 +52,7 @@ async def list_sessions(call: Call) -> Response:
 
 async def _all_sessions(
     ctx: Context, broadcaster_id: str, window: params.Window, now: datetime
-) -> AsyncIterator[Sequence[queries.SessionRow]]:
+) -> AsyncIterator[Sequence[queries.Session]]:
     before: tuple[datetime, str] | None = None
     async with ctx.sessions() as session:
         while True:

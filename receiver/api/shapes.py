@@ -1,55 +1,21 @@
 """Wire shapes of the JSON API. Field names are PRODUCT.md's: the frontend depends on them.
 
-msgspec encodes these and generates their JSON Schemas for ``/openapi.json``, so the
-document and the bytes cannot drift apart. Instants are aware UTC and leave as RFC 3339
-with a ``Z``.
+The shapes of the figures themselves (a session, an hour, a summary, a viewer's channel)
+are what ``receiver/reads`` returns; these wrap them in pages and windows, and answer
+the rest of the API. msgspec encodes these and generates their JSON Schemas for
+``/openapi.json``, so the document and the bytes cannot drift apart. Instants are aware
+UTC and leave as RFC 3339 with a ``Z``.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal
 
 import msgspec
 
-S = TypeVar("S", bound=msgspec.Struct)
-
-
-def project(shape: type[S], row: object, **given: Any) -> S:
-    """``shape`` from a read-model row whose attributes carry the same names (the
-    read models name their fields after the API's), plus fields ``given`` here."""
-    names = [n for n in shape.__struct_fields__ if n not in given]
-    return shape(**{n: getattr(row, n) for n in names}, **given)
-
-
-Instant = Annotated[
-    datetime,
-    msgspec.Meta(
-        tz=True, extra_json_schema={"pattern": "Z$", "examples": ["2024-05-04T12:00:00Z"]}
-    ),
-]
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
-
-
-class Session(msgspec.Struct, frozen=True):
-    """One stream; `ended_at` is null while live and `duration_seconds` runs to now."""
-
-    id: Id
-    broadcaster_id: Id
-    started_at: Instant
-    ended_at: Instant | None
-    duration_seconds: Count
-    chat_messages: Count
-    unique_chatters: Count
-    peak_viewers: Count | None
-    avg_viewers: float | None
-    hours_watched: float | None
-    title: str | None
-    game_name: str | None
-    started_by: Literal["eventsub", "reconcile"]
-    ended_by: Literal["eventsub", "reconcile"] | None
-    chat_complete: bool
+from receiver.reads.fields import Count, Id, Instant
+from receiver.reads.queries import HourRow, Session
+from receiver.reads.viewer_stats import ViewerChannel
 
 
 class SessionPage(msgspec.Struct, frozen=True):
@@ -62,39 +28,11 @@ class SessionPage(msgspec.Struct, frozen=True):
     next: str | None
 
 
-class HourRow(msgspec.Struct, frozen=True):
-    """One UTC hour that saw live time, chat or a viewer sample."""
-
-    hour: Instant
-    live_seconds: Count
-    chat_messages: Count
-    unique_chatters: Count
-    avg_viewers: float | None
-    peak_viewers: Count | None
-    hours_watched: float | None
-    chat_complete: bool
-
-
 class Hourly(msgspec.Struct, frozen=True):
     broadcaster_id: Id
     since: Instant
     until: Instant
     hours: list[HourRow]
-
-
-class Summary(msgspec.Struct, frozen=True):
-    """Totals over the window; `unique_chatters` is exact over the whole window."""
-
-    broadcaster_id: Id
-    since: Instant
-    until: Instant
-    hours_streamed: float
-    sessions: Count
-    chat_messages: Count
-    unique_chatters: Count
-    avg_viewers: float | None
-    peak_viewers: Count | None
-    hours_watched: float | None
 
 
 class ChannelRef(msgspec.Struct, frozen=True):
@@ -126,21 +64,6 @@ class Disconnected(msgspec.Struct, frozen=True):
     broadcaster_id: Id
     connected: bool
     purged: bool
-
-
-class ViewerPeriod(msgspec.Struct, frozen=True):
-    start: Instant
-    chat_messages: Count
-    active_hours: Count
-
-
-class ViewerChannel(msgspec.Struct, frozen=True):
-    broadcaster_id: Id
-    login: str | None
-    display_name: str | None
-    chat_messages: Count
-    active_hours: Count
-    periods: list[ViewerPeriod]
 
 
 class ViewerStats(msgspec.Struct, frozen=True):

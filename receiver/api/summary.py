@@ -1,6 +1,6 @@
 """GET /api/channels/{broadcaster_id}/summary: totals over a window.
 
-``unique_chatters`` is exact over the whole window (``schema/queries.chat_totals``),
+``unique_chatters`` is exact over the whole window (``receiver/reads/queries.chat_totals``),
 never a sum of hourly figures.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from receiver.api import params, render, shapes
+from receiver.api import params, render
 from receiver.api.endpoint import Call
-from schema import queries
+from receiver.reads import queries
 
 
 async def channel_summary(call: Call) -> Response:
@@ -19,12 +19,4 @@ async def channel_summary(call: Call) -> Response:
     total = await queries.summary(
         call.session, broadcaster_id, window.since, window.until, now=call.now
     )
-    return render.json_response(
-        shapes.project(
-            shapes.Summary,
-            total,
-            broadcaster_id=broadcaster_id,
-            since=window.since,
-            until=window.until,
-        )
-    )
+    return render.json_response(total)

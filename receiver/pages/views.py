@@ -3,7 +3,7 @@ confirmation steps for disconnecting and deleting a channel's data.
 
 Each page identifies the caller with ``receiver/identity.py`` and is allowed or refused
 by ``receiver/api/access.py``'s rules, exactly as the JSON API is; figures come from the
-same queries and the same projection to wire shapes, so a page shows what
+same reads (``receiver/reads``) in the same shapes, so a page shows what
 ``/api/channels/{id}/summary`` answers. Refusals render as HTML pages (``errors.py``).
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from itertools import groupby
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -22,18 +21,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from receiver.api import access, params, shapes
+from receiver.api import access, params
 from receiver.context import Context
 from receiver.identity import Identity, end_login_session, identify
 from receiver.pages import csrf
 from receiver.pages.chart import hourly_svg
 from receiver.pages.errors import error_page
 from receiver.pages.render import page
-from schema import queries
+from receiver.reads import queries
+from receiver.reads.queries import ceil_hour, floor_hour
+from receiver.reads.viewer_stats import viewer_channels
 from schema.errors import InvalidParameter, NotFound, StreamfoldError
-from schema.queries import ceil_hour, floor_hour
 from schema.twitch.channels import disconnect_channel
-from schema.viewer_stats import viewer_periods
 
 MAX_FORM_BYTES = 4096
 _CHANNEL = text(
@@ -154,7 +153,6 @@ async def dashboard(visit: Visit) -> Response:
     sessions = await queries.sessions(
         s, b, window.since, window.until, now=visit.now, limit=params.MAX_LIMIT
     )
-    hour_rows = [shapes.project(shapes.HourRow, h) for h in hours]
     csv_query = "&".join(f"{k}={v}" for k, v in wanted.items())
     return visit.render(
         "dashboard.html",
@@ -165,12 +163,10 @@ async def dashboard(visit: Visit) -> Response:
         picks=PICKS,
         custom_from=visit.request.query_params.get("from", ""),
         custom_to=visit.request.query_params.get("to", ""),
-        summary=shapes.project(
-            shapes.Summary, total, broadcaster_id=b, since=window.since, until=window.until
-        ),
-        hours=hour_rows,
-        chart=Markup(hourly_svg(hour_rows)),  # noqa: S704 - built from numbers, text escaped
-        sessions=[shapes.project(shapes.Session, r) for r in sessions],
+        summary=total,
+        hours=hours,
+        chart=Markup(hourly_svg(hours)),  # noqa: S704 - built from numbers, text escaped
+        sessions=sessions,
         csv_query=csv_query,
     )
 
@@ -180,19 +176,17 @@ async def viewer(visit: Visit) -> Response:
     window, chosen, _ = window_of(visit)
     since = floor_hour(window.since)
     until = since if window.empty else ceil_hour(window.until)
-    rows = await viewer_periods(visit.session, who.user_id, since, until, unit="day")
-    channels = []
-    for broadcaster_id, group in groupby(rows, key=lambda r: r.broadcaster_id):
-        periods = list(group)
-        channels.append(
-            {
-                "broadcaster_id": broadcaster_id,
-                "name": periods[0].display_name or periods[0].login or broadcaster_id,
-                "chat_messages": sum(p.chat_messages for p in periods),
-                "active_hours": sum(p.active_hours for p in periods),
-                "periods": periods,
-            }
-        )
+    read = await viewer_channels(visit.session, who.user_id, since, until, unit="day")
+    channels = [
+        {
+            "broadcaster_id": c.broadcaster_id,
+            "name": c.display_name or c.login or c.broadcaster_id,
+            "chat_messages": c.chat_messages,
+            "active_hours": c.active_hours,
+            "periods": c.periods,
+        }
+        for c in read
+    ]
     return visit.render(
         "viewer.html",
         channels=channels,

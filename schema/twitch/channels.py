@@ -35,7 +35,9 @@ AGGREGATE_TABLES = tuple(
 
 
 @dataclass(frozen=True, slots=True)
-class Disconnected:
+class Disconnection:
+    """What disconnecting a channel did (the API answers its own `Disconnected` shape)."""
+
     broadcaster_id: str
     was_connected: bool
     subscriptions_deleted: int
@@ -100,7 +102,7 @@ async def disconnect_channel(
     *,
     purge: bool,
     revoke_at_twitch: bool = True,
-) -> Disconnected:
+) -> Disconnection:
     """The channel stops: marked disconnected, its subscriptions deleted at Twitch, its
     streamer tokens revoked and purged, its API tokens revoked; its aggregates deleted too
     only when ``purge``. Tokens the same account holds as the bot stay: the bot role ends
@@ -125,7 +127,7 @@ async def disconnect_channel(
         subscriptions_pending=pending,
         purged=purge,
     )
-    return Disconnected(broadcaster_id, was_connected, deleted, pending, purge)
+    return Disconnection(broadcaster_id, was_connected, deleted, pending, purge)
 
 
 async def delete_channel_subscriptions(

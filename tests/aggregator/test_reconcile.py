@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import text
 
 from aggregator.worker import create_periodic_worker
-from schema import queries
+from receiver.reads import queries
 from streamfold.eventsub_sender import (
     revocation_body,
     signed,

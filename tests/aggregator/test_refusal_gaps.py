@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from receiver.app import create_app
-from schema import queries
+from receiver.reads import queries
 from schema.settings import Settings
 from streamfold.eventsub_sender import chat_message_body, signed
 from tests.conftest import SECRET, Clock, free_port, serve

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from receiver.api import shapes
+from receiver.reads import queries
 from schema.settings import Settings
 from tests.conftest import Clock
 from tests.receiver.api_script import ALICE, BOB, NOW, S2, S3, VIEWER, A, fold_history
@@ -50,9 +50,9 @@ async def alice(
 
 
 def test_wire_shapes_use_exactly_the_product_field_names() -> None:
-    assert list(shapes.Session.__struct_fields__) == SESSION_FIELDS
-    assert list(shapes.HourRow.__struct_fields__) == HOUR_FIELDS
-    assert list(shapes.Summary.__struct_fields__)[3:] == SUMMARY_FIELDS
+    assert list(queries.Session.__struct_fields__) == SESSION_FIELDS
+    assert list(queries.HourRow.__struct_fields__) == HOUR_FIELDS
+    assert list(queries.Summary.__struct_fields__)[3:] == SUMMARY_FIELDS
 
 
 async def test_sessions_newest_first_with_exact_chat_and_an_open_session(

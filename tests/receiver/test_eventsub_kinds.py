@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from receiver.app import create_app
+from receiver.reads import queries
 from receiver.signature import sign
-from schema import queries
 from schema.settings import Settings
 from streamfold.eventsub_sender import (
     Message,

@@ -1,18 +1,26 @@
-"""Read models: sessions, hourly rows and summaries, straight from the aggregate tables.
+"""Reads of a channel: sessions, hourly rows and summaries, straight from the aggregate
+tables, each returned as the wire shape the JSON API encodes (field names are PRODUCT.md's:
+the frontend depends on them).
 
-Used by the JSON API and by ``streamfold show``. Chat figures are exact over any window:
-whole hours come from ``chatter_hours``, the partial hours at a window's edges from
-``chat_messages``, and distinct chatters are counted over the union of both, never
-summed from smaller windows.
+Used by the JSON API, the pages and ``streamfold show``. The sessions and hourly queries
+name their columns after their shape's fields, so a row becomes its shape by name.
+
+Chat figures are exact over any window: whole hours come from ``chatter_hours``, the
+partial hours at a window's edges from ``chat_messages``, and distinct chatters are
+counted over the union of both, never summed from smaller windows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
+import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from receiver.reads.fields import Count, Id, Instant
 
 HOUR = timedelta(hours=1)
 
@@ -108,22 +116,23 @@ async def chat_totals(
 # -- sessions -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SessionRow:
-    id: str
-    broadcaster_id: str
-    started_at: datetime
-    ended_at: datetime | None
-    duration_seconds: int
-    chat_messages: int
-    unique_chatters: int
-    peak_viewers: int | None
+class Session(msgspec.Struct, frozen=True):
+    """One stream; `ended_at` is null while live and `duration_seconds` runs to now."""
+
+    id: Id
+    broadcaster_id: Id
+    started_at: Instant
+    ended_at: Instant | None
+    duration_seconds: Count
+    chat_messages: Count
+    unique_chatters: Count
+    peak_viewers: Count | None
     avg_viewers: float | None
     hours_watched: float | None
     title: str | None
     game_name: str | None
-    started_by: str
-    ended_by: str | None
+    started_by: Literal["eventsub", "reconcile"]
+    ended_by: Literal["eventsub", "reconcile"] | None
     chat_complete: bool
 
 
@@ -162,12 +171,13 @@ _SESSIONS = text("""
                CASE WHEN e.full_from < e.full_to THEN e.full_to ELSE e.stop END AS tail_from
         FROM edges e
     )
-    SELECT sp.id, sp.broadcaster_id, sp.started_at, sp.ended_at, sp.stop,
-           sp.started_by, sp.ended_by,
+    SELECT sp.id, sp.broadcaster_id, sp.started_at, sp.ended_at, sp.started_by, sp.ended_by,
            extract(epoch FROM date_trunc('second', sp.stop, 'UTC')
-                              - date_trunc('second', sp.started_at, 'UTC')) AS duration_seconds,
+                              - date_trunc('second', sp.started_at, 'UTC'))::bigint
+               AS duration_seconds,
            coalesce(sp.title, v.title) AS title, coalesce(sp.game_name, v.game_name) AS game_name,
-           v.peak, v.avg, v.watched, c.messages, c.chatters,
+           v.peak AS peak_viewers, v.avg AS avg_viewers, v.watched AS hours_watched,
+           c.messages AS chat_messages, c.chatters AS unique_chatters,
            NOT EXISTS (
                SELECT 1 FROM chat_gaps g
                WHERE (g.broadcaster_id = sp.broadcaster_id OR g.broadcaster_id IS NULL)
@@ -212,7 +222,7 @@ async def sessions(
     now: datetime,
     limit: int = 100,
     before: tuple[datetime, str] | None = None,
-) -> list[SessionRow]:
+) -> list[Session]:
     """Sessions overlapping ``[since, until)``, newest first; ``before`` is the keyset
     cursor (start, id) of the last row of the previous page. An empty window has none."""
     if until <= since:
@@ -231,39 +241,21 @@ async def sessions(
             },
         )
     ).all()
-    return [
-        SessionRow(
-            id=r.id,
-            broadcaster_id=r.broadcaster_id,
-            started_at=r.started_at,
-            ended_at=r.ended_at,
-            duration_seconds=int(r.duration_seconds),
-            chat_messages=int(r.messages),
-            unique_chatters=int(r.chatters),
-            peak_viewers=r.peak,
-            avg_viewers=r.avg,
-            hours_watched=r.watched,
-            title=r.title,
-            game_name=r.game_name,
-            started_by=r.started_by,
-            ended_by=r.ended_by,
-            chat_complete=bool(r.chat_complete),
-        )
-        for r in rows
-    ]
+    return [Session(**r._mapping) for r in rows]
 
 
 # -- hourly rows --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class HourRow:
-    hour: datetime
-    live_seconds: int
-    chat_messages: int
-    unique_chatters: int
+class HourRow(msgspec.Struct, frozen=True):
+    """One UTC hour that saw live time, chat or a viewer sample."""
+
+    hour: Instant
+    live_seconds: Count
+    chat_messages: Count
+    unique_chatters: Count
     avg_viewers: float | None
-    peak_viewers: int | None
+    peak_viewers: Count | None
     hours_watched: float | None
     chat_complete: bool
 
@@ -303,10 +295,11 @@ _HOURLY = text("""
     ), hours AS (
         SELECT hour FROM live UNION SELECT hour FROM chat UNION SELECT hour FROM samples
     )
-    SELECT hours.hour, coalesce(live.live_seconds, 0) AS live_seconds,
+    SELECT hours.hour, coalesce(live.live_seconds, 0)::bigint AS live_seconds,
            coalesce(chat.chat_messages, 0) AS chat_messages,
            coalesce(chat.unique_chatters, 0) AS unique_chatters,
-           samples.avg, samples.peak, samples.watched,
+           samples.avg AS avg_viewers, samples.peak AS peak_viewers,
+           samples.watched AS hours_watched,
            NOT EXISTS (
                SELECT 1 FROM chat_gaps g
                WHERE (g.broadcaster_id = :b OR g.broadcaster_id IS NULL)
@@ -338,32 +331,24 @@ async def hourly(
             },
         )
     ).all()
-    return [
-        HourRow(
-            hour=r.hour,
-            live_seconds=int(r.live_seconds),  # whole seconds already
-            chat_messages=int(r.chat_messages),
-            unique_chatters=int(r.unique_chatters),
-            avg_viewers=r.avg,
-            peak_viewers=r.peak,
-            hours_watched=r.watched,
-            chat_complete=bool(r.chat_complete),
-        )
-        for r in rows
-    ]
+    return [HourRow(**r._mapping) for r in rows]  # live seconds are whole already
 
 
 # -- summary ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Summary:
+class Summary(msgspec.Struct, frozen=True):
+    """Totals over the window; `unique_chatters` is exact over the whole window."""
+
+    broadcaster_id: Id
+    since: Instant
+    until: Instant
     hours_streamed: float
-    sessions: int
-    chat_messages: int
-    unique_chatters: int
+    sessions: Count
+    chat_messages: Count
+    unique_chatters: Count
     avg_viewers: float | None
-    peak_viewers: int | None
+    peak_viewers: Count | None
     hours_watched: float | None
 
 
@@ -394,11 +379,14 @@ async def summary(
     session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime, *, now: datetime
 ) -> Summary:
     if until <= since:  # an empty window: nothing streamed, nothing sampled
-        return Summary(0.0, 0, 0, 0, None, None, None)
+        return Summary(broadcaster_id, since, until, 0.0, 0, 0, 0, None, None, None)
     params = {"b": broadcaster_id, "since": since, "until": until, "now": now}
     row = (await session.execute(_SUMMARY, params)).one()
     chat = await chat_totals(session, broadcaster_id, since, min(until, now))
     return Summary(
+        broadcaster_id=broadcaster_id,
+        since=since,
+        until=until,
         hours_streamed=round(float(row.live_seconds) / 3600.0, 4),
         sessions=int(row.sessions),
         chat_messages=chat.chat_messages,

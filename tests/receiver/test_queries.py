@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from schema import queries
+from receiver.reads import queries
 from schema.db import create_engine, create_sessionmaker
 
 NOW = datetime(2024, 5, 4, 12, 20, tzinfo=UTC)
