@@ -353,7 +353,7 @@ class ChannelProfile(Base):
         ),
         Index(
             "ix_channel_profiles_live",
-            text("live_viewers DESC"),
+            "live_viewers",
             "broadcaster_id",
             postgresql_where=text("live_at IS NOT NULL"),
         ),
@@ -384,6 +384,8 @@ class CategoryDay(Base):
     viewer_seconds: Mapped[int] = mapped_column(BigInteger)
     viewer_sum: Mapped[int] = mapped_column(BigInteger)
     peak_viewers: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index(None, "broadcaster_id", "day"),)
 
 
 class RollupMark(Base):

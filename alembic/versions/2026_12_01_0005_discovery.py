@@ -62,7 +62,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_channel_profiles_live",
         "channel_profiles",
-        [sa.text("live_viewers DESC"), "broadcaster_id"],
+        ["live_viewers", "broadcaster_id"],
         postgresql_where=sa.text("live_at IS NOT NULL"),
     )
     op.create_table(
@@ -83,6 +83,9 @@ def upgrade() -> None:
         sa.Column("viewer_sum", sa.BigInteger(), nullable=False),
         sa.Column("peak_viewers", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("day", "game_id", "broadcaster_id", name=op.f("pk_category_days")),
+    )
+    op.create_index(
+        op.f("ix_category_days_broadcaster_id_day"), "category_days", ["broadcaster_id", "day"]
     )
     op.create_table(
         "rollup_marks",
