@@ -111,9 +111,19 @@ def like_prefix(query: str) -> str:
     return query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+# pg_trgm's default likeness (0.3) misses a swapped pair of letters in a short login
+# ("shruod" is 0.27 like "shroud"); 0.2 still keeps unrelated names out. For this
+# transaction only; ``show_limit()`` first loads pg_trgm in this connection, or the
+# setting would be a placeholder that the library's own default replaces when it loads.
+_LOAD_TRGM = text("SELECT show_limit()")
+_THRESHOLD = text("SELECT set_config('pg_trgm.similarity_threshold', '0.2', true)")
+
+
 async def search(
     session: AsyncSession, query: str, *, now: datetime, limit: int
 ) -> list[ChannelMatch]:
+    await session.execute(_LOAD_TRGM)
+    await session.execute(_THRESHOLD)
     rows = await session.execute(
         _SEARCH, {"q": query, "prefix": like_prefix(query), "since": now - RECENT, "limit": limit}
     )
