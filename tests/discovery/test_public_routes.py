@@ -193,3 +193,15 @@ async def test_rate_limit_answers_429_then_recovers(rig: Rig, clock: Clock) -> N
                 (await client.get("/api/live", headers=forwarded)).status_code for _ in range(4)
             ]
             assert statuses == [200, 200, 200, 429], address
+
+
+async def test_docs_render_from_local_assets_only(receiver: httpx.AsyncClient) -> None:
+    page = await receiver.get("/docs")
+    assert page.status_code == 200
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp
+    assert "http" not in page.text.replace('lang="en"', "")  # nothing from elsewhere
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "init.js"):
+        served = await receiver.get(f"/docs/assets/{asset}")
+        assert served.status_code == 200, asset
+    assert "/openapi.json" in (await receiver.get("/docs/assets/init.js")).text
