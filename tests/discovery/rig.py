@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from aggregator.collector import collect_once
 from aggregator.reconcile import RunResult
 from schema.twitch import TwitchClient
-from tests.aggregator.reconcile_rig import Rig, rfc3339
+from tests.aggregator.reconcile_rig import Rig
 
 
 async def collect(rig: Rig, at: datetime | None = None) -> RunResult:
@@ -35,6 +35,5 @@ def top_stream(
         user.profile_image_url = f"https://example.invalid/{login}.png"
     rig.standin.go_live(
         user_id, stream_id=f"st{user_id}", viewers=viewers, game=game, language=language,
-        title=title,
+        title=title, started_at=started_at,
     )  # fmt: skip
-    rig.standin.live[user_id]["started_at"] = rfc3339(started_at)
