@@ -46,7 +46,7 @@ RECONCILE_TIMEOUT_SECONDS = 120
 # Our own deadline, below arq's, so a slow run ends as a recorded failure, not a kill.
 RUN_DEADLINE_SECONDS = 110
 CHANNELS_PER_TRANSACTION = 100
-_LOCK_KEY = "SELECT {}(hashtext('streamfold'), hashtext('reconcile'))"
+_LOCK_KEY = "SELECT {}(hashtext('streamfold'), hashtext(:job))"
 
 
 def utcnow() -> datetime:
@@ -63,17 +63,18 @@ class RunResult:
 
 
 @contextlib.asynccontextmanager
-async def run_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
-    """Yield True while this process holds the reconcile lock, False if another does."""
+async def run_lock(engine: AsyncEngine, job: str = JOB) -> AsyncIterator[bool]:
+    """Yield True while this process holds ``job``'s lock, False if another does."""
+    lock = {"job": job}
     async with engine.connect() as conn:
-        held = bool(await conn.scalar(text(_LOCK_KEY.format("pg_try_advisory_lock"))))
+        held = bool(await conn.scalar(text(_LOCK_KEY.format("pg_try_advisory_lock")), lock))
         await conn.commit()  # a session-level lock outlives the transaction
         try:
             yield held
         finally:
             if held:
                 try:
-                    await conn.scalar(text(_LOCK_KEY.format("pg_advisory_unlock")))
+                    await conn.scalar(text(_LOCK_KEY.format("pg_advisory_unlock")), lock)
                     await conn.commit()
                 except Exception:
                     # Never hand a connection that may still hold the lock back to the pool.
@@ -211,6 +212,9 @@ def _live_streams(streams: list[Stream], channels: set[str]) -> dict[str, LiveSt
             viewer_count=stream.viewer_count,
             title=stream.title or None,
             game_name=stream.game_name or None,
+            game_id=stream.game_id or None,
+            language=stream.language or None,
+            thumbnail_url=stream.thumbnail_url or None,
         )
     return live
 
@@ -236,12 +240,12 @@ async def reconcile_job(ctx: dict[str, Any]) -> str | None:
     return result.outcome
 
 
-def _tick_seconds(ctx: dict[str, Any]) -> float | None:
+def _tick_seconds(ctx: dict[str, Any], job: str = JOB) -> float | None:
     """The tick this job was enqueued for: arq's unique cron id ends with it in ms (the
     queue score is the enqueue time instead when a busy worker enqueued it late)."""
     job_id = current_job_id(ctx) or ""
     _, _, suffix = job_id.rpartition(":")
-    if job_id.startswith(f"cron:{JOB}:") and suffix.isdigit():
+    if job_id.startswith(f"cron:{job}:") and suffix.isdigit():
         return int(suffix) / 1000
     return None
 

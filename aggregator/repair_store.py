@@ -38,16 +38,21 @@ _KNOWN_SESSIONS = text("""
       AND (s.ended_at IS NULL OR s.id = ANY(CAST(:stream_ids AS text[])))
 """)
 
-_SAMPLES = text("""
+# Also the collector's, for the channels of Twitch's top list that are not tracked.
+SAMPLES_INSERT = """
     INSERT INTO viewer_samples
-        (broadcaster_id, sampled_at, stream_id, viewer_count, interval_seconds, title, game_name)
-    SELECT b, :sampled_at, s, v, i, t, g
+        (broadcaster_id, sampled_at, stream_id, viewer_count, interval_seconds, title, game_name,
+         game_id, language, thumbnail_url, started_at)
+    SELECT b, :sampled_at, s, v, i, t, g, gi, l, th, st
     FROM unnest(CAST(:b AS text[]), CAST(:s AS text[]), CAST(:v AS int[]), CAST(:i AS int[]),
-                CAST(:t AS text[]), CAST(:g AS text[])) AS x(b, s, v, i, t, g)
+                CAST(:t AS text[]), CAST(:g AS text[]), CAST(:gi AS text[]), CAST(:l AS text[]),
+                CAST(:th AS text[]), CAST(:st AS timestamptz[]))
+         AS x(b, s, v, i, t, g, gi, l, th, st)
     ORDER BY b
     ON CONFLICT (broadcaster_id, sampled_at) DO NOTHING
     RETURNING 1
-""")
+"""
+_SAMPLES = text(SAMPLES_INSERT)
 
 # A session's title and category are the latest Helix reported.
 # Titles of channels this run did not lock: a row a fold is writing right now is skipped
@@ -170,22 +175,28 @@ async def _apply(session: AsyncSession, broadcaster_id: str, repairs: ChannelRep
     await recompute_session_ends(session, broadcaster_id, min(starts))
 
 
+def sample_rows(ordered: Sequence[Sample], now: datetime) -> dict[str, object]:
+    """``SAMPLES_INSERT``'s parameters: one array per column."""
+    return {
+        "sampled_at": now,
+        "b": [s.broadcaster_id for s in ordered],
+        "s": [s.stream_id for s in ordered],
+        "v": [s.viewer_count for s in ordered],
+        "i": [s.interval_seconds for s in ordered],
+        "t": [s.title for s in ordered],
+        "g": [s.game_name for s in ordered],
+        "gi": [s.game_id for s in ordered],
+        "l": [s.language for s in ordered],
+        "th": [s.thumbnail_url for s in ordered],
+        "st": [s.started_at for s in ordered],
+    }
+
+
 async def _store_samples(session: AsyncSession, samples: Sequence[Sample], now: datetime) -> int:
     if not samples:
         return 0
     ordered = sorted(samples, key=lambda s: s.broadcaster_id)
-    stored = await session.execute(
-        _SAMPLES,
-        {
-            "sampled_at": now,
-            "b": [s.broadcaster_id for s in ordered],
-            "s": [s.stream_id for s in ordered],
-            "v": [s.viewer_count for s in ordered],
-            "i": [s.interval_seconds for s in ordered],
-            "t": [s.title for s in ordered],
-            "g": [s.game_name for s in ordered],
-        },
-    )
+    stored = await session.execute(_SAMPLES, sample_rows(ordered, now))
     count = len(stored.all())
     await session.execute(
         _TITLES,

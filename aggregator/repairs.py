@@ -29,6 +29,9 @@ class LiveStream:
     viewer_count: int
     title: str | None
     game_name: str | None
+    game_id: str | None = None
+    language: str | None = None
+    thumbnail_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,11 @@ class Sample:
     interval_seconds: int
     title: str | None
     game_name: str | None
+    # The rest of the snapshot the public routes show (one row per channel and poll).
+    game_id: str | None = None
+    language: str | None = None
+    thumbnail_url: str | None = None
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +152,10 @@ def plan_channel(
             interval_seconds=sample_interval(interval),
             title=fresh.title,
             game_name=fresh.game_name,
+            game_id=fresh.game_id,
+            language=fresh.language,
+            thumbnail_url=fresh.thumbnail_url,
+            started_at=fresh.started_at,
         )
     return repairs
 

@@ -23,6 +23,7 @@ from arq.worker import Worker, func
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from aggregator.collector import collect_cron
 from aggregator.context import WorkerContext, job_id, job_try, state
 from aggregator.disconnects import DISCONNECT_MAX_TRIES, disconnect_user, enqueue_disconnects
 from aggregator.pipeline import fold_deliveries
@@ -206,7 +207,7 @@ def periodic_worker_options(settings: Settings, **overrides: Any) -> dict[str, A
     options.update(
         {
             "functions": [],
-            "cron_jobs": [reconcile_cron(settings), upkeep_cron()],
+            "cron_jobs": [reconcile_cron(settings), collect_cron(settings), upkeep_cron()],
             "queue_name": periodic_queue(settings),
             "max_jobs": 4,
             "poll_delay": 0.5,

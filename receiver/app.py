@@ -15,6 +15,7 @@ from receiver import oauth
 from receiver.api.cors import ApiCors
 from receiver.api.routes import api_routes
 from receiver.context import Context
+from receiver.docs import docs_routes
 from receiver.errors import EXCEPTION_HANDLERS
 from receiver.eventsub import callback
 from receiver.health import healthz, readyz
@@ -76,6 +77,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         *api_routes(),
+        *docs_routes(),
         *page_routes(),
     ]
     return Starlette(

@@ -29,7 +29,7 @@ async def streamfold_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StreamfoldError)
     if wants_page(request):
         return error_page(request, exc.status_code, exc.detail)
-    return error_response(exc.status_code, exc.code, exc.detail)
+    return error_response(exc.status_code, exc.code, exc.detail, getattr(exc, "headers", None))
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

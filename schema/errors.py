@@ -45,6 +45,15 @@ class NotFound(StreamfoldError):
     code = "not_found"
 
 
+class TooManyRequests(StreamfoldError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class PayloadTooLarge(StreamfoldError):
     status_code = 413
     code = "payload_too_large"

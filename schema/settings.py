@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     twitch_auth_base: str = "https://id.twitch.tv/oauth2"
     reconcile_interval_seconds: int = Field(default=300, ge=10, le=86_400)
     port: int = Field(default=8000, ge=1, le=65_535)
+    collect_top_streams: int = Field(default=100, ge=0, le=1_000)
+    public_rate_limit: int = Field(default=120, ge=1, le=100_000)
 
     # Operational knobs beyond PRODUCT.md's table; defaults are what production wants.
     log_format: Literal["json", "console"] = "json"
@@ -55,6 +57,9 @@ class Settings(BaseSettings):
     # Reconciliation closes a session on Helix's word only once it is this old: Helix
     # lists a new stream about a minute late (PROTOCOL.md 6.6).
     reconcile_grace_seconds: int = Field(default=600, ge=0, le=86_400)
+    # Peers (addresses, comma-separated) whose X-Forwarded-For names the client of the
+    # public routes' rate limit; empty: the connecting address is the client.
+    trusted_proxies: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -187,6 +192,10 @@ class Settings(BaseSettings):
     @cached_property
     def operator_ids(self) -> frozenset[str]:
         return frozenset(i.strip() for i in self.operator_user_ids.split(",") if i.strip())
+
+    @property
+    def trusted_proxy_addresses(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.trusted_proxies.split(",") if a.strip())
 
     def require(self, *names: str) -> None:
         """Fail with one clear message naming every missing variable a process needs."""

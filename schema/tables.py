@@ -308,6 +308,93 @@ class ViewerSample(Base):
     interval_seconds: Mapped[int] = mapped_column(Integer)
     title: Mapped[str | None] = mapped_column(Text)
     game_name: Mapped[str | None] = mapped_column(Text)
+    # The rest of the Get Streams entry: what the public routes show of a snapshot.
+    game_id: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(16))
+    thumbnail_url: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None]
+
+    __table_args__ = (Index(None, "sampled_at"),)
+
+
+# -- discovery ----------------------------------------------------------------------------
+
+
+class ChannelProfile(Base):
+    """A channel the collector saw (tracked, or in Twitch's top list): its Get Users
+    profile and whether it is live now. Not a connection: ``channels`` says that."""
+
+    __tablename__ = "channel_profiles"
+
+    broadcaster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    login: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(128))
+    profile_image_url: Mapped[str | None] = mapped_column(Text)
+    broadcaster_type: Mapped[str | None] = mapped_column(String(16))
+    refreshed_at: Mapped[datetime | None]  # the last Get Users answer for it
+    first_seen_at: Mapped[datetime] = _now()
+    last_seen_at: Mapped[datetime | None]  # the newest snapshot of it live
+    # The snapshot that is its live state now (NULL: not live as far as we know).
+    live_at: Mapped[datetime | None]
+    live_viewers: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index(
+            "ix_channel_profiles_login_trgm",
+            "login",
+            postgresql_using="gin",
+            postgresql_ops={"login": "gin_trgm_ops"},
+        ),
+        Index(
+            "ix_channel_profiles_display_name_trgm",
+            "display_name",
+            postgresql_using="gin",
+            postgresql_ops={"display_name": "gin_trgm_ops"},
+        ),
+        Index(
+            "ix_channel_profiles_live",
+            "live_viewers",
+            "broadcaster_id",
+            postgresql_where=text("live_at IS NOT NULL"),
+        ),
+    )
+
+
+class Category(Base):
+    """A Twitch category by id, with the newest name a snapshot reported (renames follow)."""
+
+    __tablename__ = "categories"
+
+    game_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = _now()
+
+
+class CategoryDay(Base):
+    """The daily rollup of snapshots per UTC day, category and channel: the category
+    statistics read whole days from here instead of every snapshot."""
+
+    __tablename__ = "category_days"
+
+    day: Mapped[datetime] = mapped_column(primary_key=True)
+    game_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # '' if none
+    broadcaster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    samples: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[int] = mapped_column(BigInteger)  # live time the samples stand for
+    viewer_seconds: Mapped[int] = mapped_column(BigInteger)
+    viewer_sum: Mapped[int] = mapped_column(BigInteger)
+    peak_viewers: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index(None, "broadcaster_id", "day"),)
+
+
+class RollupMark(Base):
+    """How far a rollup has read its source: rows up to ``upto`` are in it."""
+
+    __tablename__ = "rollup_marks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    upto: Mapped[datetime]
 
 
 class JobRun(Base):

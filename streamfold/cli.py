@@ -43,7 +43,8 @@ def cmd_web(args: argparse.Namespace) -> int:
         host=args.host,
         port=settings.port,
         log_level="warning",
-        proxy_headers=True,
+        # X-Forwarded-For is judged by the app against TRUSTED_PROXIES, not by uvicorn.
+        proxy_headers=False,
         timeout_keep_alive=30,
         access_log=False,
     )

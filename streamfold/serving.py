@@ -21,7 +21,14 @@ async def serve(
     must know its own URL) until the block ends; yield its base URL."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, loop="asyncio"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan=lifespan,
+        loop="asyncio",
+        # X-Forwarded-For is judged by the app against TRUSTED_PROXIES, not by uvicorn.
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

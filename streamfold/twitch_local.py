@@ -19,7 +19,7 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +48,8 @@ class StandinUser:
     id: str
     login: str
     display_name: str
+    broadcaster_type: str = ""
+    profile_image_url: str = ""
 
 
 @dataclass
@@ -179,6 +181,9 @@ class TwitchStandin:
         self._tasks: set[asyncio.Task[None]] = set()
         # Set to hold Get Streams answers until the test releases them (overlapping runs).
         self.streams_gate: asyncio.Event | None = None
+        # Called after each page of unfiltered Get Streams is served, with the page's
+        # offset: lets a test move viewer counts while a client pages (entries shift).
+        self.after_top_page: Callable[[int], None] | None = None
         self.refused_by_bucket = 0  # 429s the bucket answered (not injected ones)
         self.chat_bans: set[tuple[str, str]] = set()  # (broadcaster id, banned user id)
         self.moving: dict[str, int] = {}  # user_id -> base viewers of a drifting audience
@@ -238,8 +243,12 @@ class TwitchStandin:
         stream_id: str | None = None,
         viewers: int = 10,
         started_at: datetime | None = None,
+        game: tuple[str, str] = ("509658", "Just Chatting"),
         title: str = "stand-in stream",
+        language: str = "en",
     ) -> None:
+        """``user_id`` goes live; unfiltered Get Streams (the top list) lists every live
+        stream by viewers, so this is also how a test fills the top list."""
         user = self.users[user_id]
         started_at = started_at or datetime.now(UTC)
         self.live[user_id] = {
@@ -247,14 +256,14 @@ class TwitchStandin:
             "user_id": user.id,
             "user_login": user.login,
             "user_name": user.display_name,
-            "game_id": "509658",
-            "game_name": "Just Chatting",
+            "game_id": game[0],
+            "game_name": game[1],
             "type": "live",
             "title": title,
             "tags": [],
             "viewer_count": viewers,
             "started_at": started_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "language": "en",
+            "language": language,
             "thumbnail_url": "https://example.invalid/{width}x{height}.jpg",
             "tag_ids": [],
             "is_mature": False,
@@ -519,7 +528,8 @@ class TwitchStandin:
                 "login": u.login,
                 "display_name": u.display_name,
                 "type": "",
-                "broadcaster_type": "",
+                "broadcaster_type": u.broadcaster_type,
+                "profile_image_url": u.profile_image_url,
                 "created_at": "2020-01-01T00:00:00Z",
             }
             for u in users
@@ -539,7 +549,10 @@ class TwitchStandin:
             return _error(400, "first must be 1-100")
         streams = [self._viewed(s) for uid, s in self.live.items() if not ids or uid in ids]
         streams.sort(key=lambda s: -s["viewer_count"])
-        return self._page(request, streams, first)
+        page = self._page(request, streams, first)
+        if not ids and self.after_top_page is not None:
+            self.after_top_page(int(request.query_params.get("after") or 0))
+        return page
 
     async def eventsub(self, request: Request) -> Response:
         if (refused := self._helix_gate(request)) is not None:

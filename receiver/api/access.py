@@ -34,6 +34,7 @@ class Audience(Enum):
     SIGNED_IN = "signed_in"
     CHANNEL_READER = "channel_reader"
     CHANNEL_OWNER = "channel_owner"
+    PUBLIC = "public"  # anyone, signed in or not; rate-limited per client address
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,8 @@ class Rule:
             Audience.SIGNED_IN: "Anyone signed in; it concerns only the caller's own data.",
             Audience.CHANNEL_READER: "The channel's streamer, or an operator.",
             Audience.CHANNEL_OWNER: "The channel's streamer only.",
+            Audience.PUBLIC: "Anyone, no sign-in; PUBLIC_RATE_LIMIT requests a minute per "
+            "client address (429 with Retry-After beyond).",
         }[self.audience]
         return who + (" Browser session only (not an API token)." if self.browser_only else "")
 
@@ -55,6 +58,9 @@ SIGNED_IN = Rule(Audience.SIGNED_IN)
 CHANNEL_READER = Rule(Audience.CHANNEL_READER)
 CHANNEL_OWNER = Rule(Audience.CHANNEL_OWNER, browser_only=True)
 BROWSER_SESSION = Rule(Audience.SIGNED_IN, browser_only=True)
+PUBLIC = Rule(Audience.PUBLIC)
+# Who a public route's caller is when not signed in: may read no channel's private figures.
+ANONYMOUS = Identity("", "", is_streamer=False, is_operator=False, via="anonymous")
 
 
 def signed_in(who: Identity | None) -> Identity:

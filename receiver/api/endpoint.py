@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.api import access, params
+from receiver.api import access, params, ratelimit
 from receiver.context import Context
 from receiver.identity import Identity, identify
 from schema.errors import NotFound
@@ -76,8 +76,15 @@ def endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
     async def serve(request: Request) -> Response:
         began = time.perf_counter()
         ctx: Context = request.app.state.ctx
+        if op.rule.audience is access.Audience.PUBLIC:
+            await ratelimit.check(ctx, request)
         async with ctx.sessions.begin() as session:
-            identity = access.signed_in(await identify(session, ctx.settings, request))
+            found = await identify(session, ctx.settings, request)
+            if op.rule.audience is access.Audience.PUBLIC:
+                return await _serve_public(
+                    op, request, ctx, session, found or access.ANONYMOUS, began
+                )
+            identity = access.signed_in(found)
             path = request.path_params
             broadcaster_id = (
                 params.broadcaster_id(path["broadcaster_id"]) if "broadcaster_id" in path else None
@@ -102,6 +109,29 @@ def endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
 
     serve.__name__ = op.operation_id
     return serve
+
+
+async def _serve_public(
+    op: Operation,
+    request: Request,
+    ctx: Context,
+    session: AsyncSession,
+    who: Identity,
+    began: float,
+) -> Response:
+    """A route anyone may call: the handler decides what a caller may see beyond the
+    public figures (``who.may_read_channel``), and checks the channel itself (a channel
+    seen only in Twitch's top list has no ``channels`` row)."""
+    path = request.path_params
+    broadcaster_id = (
+        params.broadcaster_id(path["broadcaster_id"]) if "broadcaster_id" in path else None
+    )
+    now = ctx.clock()
+    inputs = params.Inputs(request.query_params, request.headers.get("accept", ""), now)
+    args = {group.key: group.parse(inputs) for group in op.queries}
+    response = await op.handler(Call(request, ctx, who, session, now, broadcaster_id, None, args))
+    response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - began) * 1000:.1f}"
+    return response
 
 
 def routes_of(operations: tuple[Operation, ...]) -> list[Route]:

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from receiver.api import params, shapes
+from receiver.api.access import Audience
 from receiver.api.endpoint import Operation
 from receiver.identity import SESSION_COOKIE
 
@@ -27,6 +28,7 @@ ERROR_TEXT = {
     404: "No such channel or token.",
     409: "Conflict with the current state.",
     413: "The body is too large.",
+    429: "Too many requests from this client address; Retry-After says when to retry.",
     422: "A parameter is invalid; detail starts with its name.",
     503: "A backing service is unavailable; retry.",
 }
@@ -104,6 +106,8 @@ def _operation(op: Operation, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]
     security: list[dict[str, list[str]]] = [{"session": []}]
     if not op.rule.browser_only:
         security.append({"apiToken": []})
+    if op.rule.audience is Audience.PUBLIC:
+        security.append({})  # no sign-in needed; signing in may show more
     out: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,

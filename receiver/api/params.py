@@ -278,3 +278,103 @@ PURGE: QueryGroup[bool] = QueryGroup(
     ),
     parse_purge,
 )
+
+
+# -- the public (discovery) routes -------------------------------------------------------
+
+
+def encode_rank_cursor(rank: int, key: str) -> str:
+    """Opaque to clients: the keyset (rank, id) of the last row of a ranked page."""
+    return base64.urlsafe_b64encode(json.dumps([rank, key]).encode()).decode().rstrip("=")
+
+
+def parse_rank_cursor(inputs: Inputs) -> tuple[int, str] | None:
+    raw = inputs.query.get("cursor")
+    if raw is None:
+        return None
+    try:
+        if len(raw) > MAX_CURSOR_LENGTH:
+            raise ValueError(raw[:20])
+        rank, key = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        if type(rank) is not int or not isinstance(key, str) or not 0 < len(key) <= 64:
+            raise ValueError(raw[:20])
+    except (ValueError, TypeError, RecursionError, binascii.Error, UnicodeDecodeError):
+        raise InvalidParameter("cursor", "not a cursor this API returned in next") from None
+    return rank, key
+
+
+def _bounded_text(name: str, raw: str | None, shortest: int, longest: int) -> str | None:
+    if raw is None:
+        return None
+    value = raw.strip()
+    if not shortest <= len(value) <= longest or not value.isprintable():
+        raise InvalidParameter(name, f"must be {shortest} to {longest} printable characters")
+    return value
+
+
+def parse_query_text(inputs: Inputs) -> str:
+    value = _bounded_text("q", inputs.query.get("q"), 2, 64)
+    if value is None:
+        raise InvalidParameter("q", "is required (at least 2 characters)")
+    return value
+
+
+def parse_game(inputs: Inputs) -> str | None:
+    return _bounded_text("game", inputs.query.get("game"), 1, 256)
+
+
+def parse_language(inputs: Inputs) -> str | None:
+    value = _bounded_text("language", inputs.query.get("language"), 2, 16)
+    if value is not None and not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})?|other", value):
+        raise InvalidParameter("language", "must be a language code such as en or pt-br")
+    return value.lower() if value else None
+
+
+def parse_detail(inputs: Inputs) -> Literal["sessions", "snapshots"]:
+    raw = inputs.query.get("detail", "sessions")
+    if raw not in ("sessions", "snapshots"):
+        raise InvalidParameter("detail", "must be sessions or snapshots")
+    return "snapshots" if raw == "snapshots" else "sessions"
+
+
+RANK_CURSOR: QueryGroup[tuple[int, str] | None] = QueryGroup(
+    "rank_cursor", (CURSOR.params[0],), parse_rank_cursor
+)
+QUERY_TEXT: QueryGroup[str] = QueryGroup(
+    "q",
+    (
+        Param(
+            "q",
+            {"type": "string", "minLength": 2, "maxLength": 64},
+            "Part of a login or display name (typos tolerated); required.",
+        ),
+    ),
+    parse_query_text,
+)
+GAME: QueryGroup[str | None] = QueryGroup(
+    "game",
+    (
+        Param(
+            "game",
+            {"type": "string", "minLength": 1, "maxLength": 256},
+            "A category: its Twitch id or its name (case-insensitive).",
+        ),
+    ),
+    parse_game,
+)
+LANGUAGE: QueryGroup[str | None] = QueryGroup(
+    "language",
+    (Param("language", {"type": "string"}, "The stream's language code, such as en."),),
+    parse_language,
+)
+DETAIL: QueryGroup[Literal["sessions", "snapshots"]] = QueryGroup(
+    "detail",
+    (
+        Param(
+            "detail",
+            {"type": "string", "enum": ["sessions", "snapshots"], "default": "sessions"},
+            "snapshots also lists the window's 5-minute snapshots (JSON only).",
+        ),
+    ),
+    parse_detail,
+)

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from receiver.api import access, channels, hourly, me, sessions, shapes, summary, tokens, viewers
+from receiver.api import (
+    access,
+    channels,
+    hourly,
+    me,
+    public,
+    sessions,
+    shapes,
+    summary,
+    tokens,
+    viewers,
+)
 from receiver.api import params as p
 from receiver.api.endpoint import Operation, routes_of
 from receiver.api.openapi import openapi_route
@@ -16,6 +27,7 @@ from receiver.reads import queries
 
 CHANNEL = "/api/channels/{broadcaster_id}"
 CHANNEL_ERRORS = (401, 403, 404, 422)
+PUBLIC_ERRORS = (422, 429)
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -98,6 +110,51 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
         body=shapes.TokenRequest,
         errors=(401, 403, 409, 413, 422),
+    ),
+    Operation(
+        "GET",
+        "/api/live",
+        public.live_now,
+        access.PUBLIC,
+        "Channels live now (tracked or in Twitch's top list), most viewers first",
+        public.LivePage,
+        queries=(p.GAME, p.LANGUAGE, p.LIMIT, p.RANK_CURSOR, p.FORMAT),
+        csv=public.LiveRow,
+        errors=PUBLIC_ERRORS,
+    ),
+    Operation(
+        "GET",
+        "/api/search",
+        public.search_channels,
+        access.PUBLIC,
+        "Channels by login or display name (prefix, typos tolerated), live ones first",
+        public.SearchResults,
+        queries=(p.QUERY_TEXT, p.LIMIT, p.FORMAT),
+        csv=public.ChannelFound,
+        errors=PUBLIC_ERRORS,
+    ),
+    Operation(
+        "GET",
+        f"{CHANNEL}/history",
+        public.channel_history,
+        access.PUBLIC,
+        "A channel's streams with viewer figures, title and category; chat figures only "
+        "for those who may read the channel",
+        public.History,
+        queries=(p.WINDOW, p.LIMIT, p.CURSOR, p.DETAIL, p.FORMAT),
+        csv=public.HistoryRow,
+        errors=(404, *PUBLIC_ERRORS),
+    ),
+    Operation(
+        "GET",
+        "/api/stats/categories",
+        public.category_stats,
+        access.PUBLIC,
+        "Per category over the window's whole UTC days, by hours watched",
+        public.CategoryTable,
+        queries=(p.WINDOW, p.LIMIT, p.FORMAT),
+        csv=public.CategoryStats,
+        errors=PUBLIC_ERRORS,
     ),
     Operation(
         "DELETE",

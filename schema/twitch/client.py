@@ -6,7 +6,8 @@ settings. Every call goes through ``Transport.send`` for rate limits and retries
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -111,6 +112,22 @@ class TwitchClient:
             for stream in await self._get_all("/streams", [*chunk, ("first", "100")], Stream):
                 # Paging by viewer count can repeat an entry (6.2): keep one per channel.
                 streams[stream.user_id] = stream
+        return list(streams.values())
+
+    async def get_top_streams(self, limit: int) -> list[Stream]:
+        """Up to ``limit`` of Twitch's live streams, most viewers first (Get Streams without
+        filters, 100 a page, following cursors). Viewer counts move while we page, so an
+        entry can come back on a later page: the first sighting of a channel is kept, and
+        repeats do not count towards ``limit``."""
+        streams: dict[str, Stream] = {}
+        if limit <= 0:
+            return []
+        pages = self._pages("/streams", [("first", "100")], Stream, auth="app")
+        async with contextlib.aclosing(pages):
+            async for stream in pages:
+                streams.setdefault(stream.user_id, stream)
+                if len(streams) >= limit:
+                    break
         return list(streams.values())
 
     async def list_subscriptions(
@@ -251,7 +268,7 @@ class TwitchClient:
 
     async def _pages(
         self, path: str, params: list[tuple[str, str]], item: type[T], *, auth: Any
-    ) -> AsyncIterator[T]:
+    ) -> AsyncGenerator[T, None]:
         cursor: str | None = None
         seen: set[str] = set()
         while True:

@@ -20,6 +20,7 @@ class User(msgspec.Struct, frozen=True):
     type: str = ""
     broadcaster_type: str = ""
     created_at: str | None = None
+    profile_image_url: str = ""
 
 
 class Stream(msgspec.Struct, frozen=True):
@@ -34,6 +35,7 @@ class Stream(msgspec.Struct, frozen=True):
     game_id: str = ""
     game_name: str = ""
     language: str = ""
+    thumbnail_url: str = ""
 
 
 class SubscriptionCreated(msgspec.Struct, frozen=True):

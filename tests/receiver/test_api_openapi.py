@@ -52,7 +52,8 @@ async def test_the_document_lists_every_api_route_and_method(
         for op in ops.values():
             names = {p["name"] for p in op["parameters"] if p["in"] == "path"}
             assert names == set(path.replace("}", "{").split("{")[1::2]), path
-            assert "401" in op["responses"]
+            # Signed-in routes say 401; the public ones say their rate limit's 429 instead.
+            assert ("401" in op["responses"]) != ("429" in op["responses"]), path
 
 
 def _run_schemathesis(document: dict[str, Any], base_url: str, cookie: str) -> list[str]:
@@ -112,7 +113,10 @@ async def test_schemathesis_finds_no_server_errors_or_schema_violations(
     cookie = (await sign_in(sessions, settings, ALICE))["Cookie"].split("=", 1)[1]
     standin = TwitchStandin()
     async with serve(standin.app) as twitch_url:
-        values = point_at(settings, twitch_url).model_dump() | {"operator_user_ids": ALICE}
+        values = point_at(settings, twitch_url).model_dump() | {
+            "operator_user_ids": ALICE,
+            "public_rate_limit": 100_000,  # schemathesis asks far more than a client may
+        }
         async with serve(create_app(Settings(**values), clock=clock)) as base_url:
             async with httpx.AsyncClient(base_url=base_url) as client:
                 document = (await client.get("/openapi.json")).json()

@@ -1,0 +1,279 @@
+"""Read models of the public (discovery) routes: live now, search, history, categories.
+
+Every query is bound to an index: live now reads the partial index of live profiles,
+search the trigram indexes, history the samples' primary key (broadcaster_id,
+sampled_at), categories the daily rollup's primary key (day first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+RECENT = timedelta(days=30)  # "recent hours watched" in search order
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRow:
+    broadcaster_id: str
+    login: str
+    display_name: str
+    profile_image_url: str | None
+    stream_id: str
+    title: str | None
+    game_id: str | None
+    game_name: str | None
+    language: str | None
+    viewers: int
+    started_at: datetime | None
+    thumbnail_url: str | None
+    sampled_at: datetime
+
+
+_LIVE = text("""
+    SELECT p.broadcaster_id, p.login, p.display_name, p.profile_image_url,
+           v.stream_id, v.title, v.game_id, coalesce(c.name, v.game_name) AS game_name,
+           v.language, p.live_viewers AS viewers, v.started_at, v.thumbnail_url, v.sampled_at
+    FROM channel_profiles p
+    JOIN viewer_samples v ON v.broadcaster_id = p.broadcaster_id AND v.sampled_at = p.live_at
+    LEFT JOIN categories c ON c.game_id = v.game_id
+    WHERE p.live_at IS NOT NULL
+      AND (CAST(:game AS text) IS NULL OR v.game_id = :game
+           OR lower(coalesce(c.name, v.game_name)) = lower(:game))
+      AND (CAST(:language AS text) IS NULL OR lower(v.language) = :language)
+      AND (CAST(:after_rank AS int) IS NULL
+           OR (p.live_viewers, p.broadcaster_id) < (:after_rank, CAST(:after_id AS text)))
+    ORDER BY p.live_viewers DESC, p.broadcaster_id DESC
+    LIMIT :limit
+""")
+
+
+async def live_now(
+    session: AsyncSession,
+    *,
+    game: str | None,
+    language: str | None,
+    limit: int,
+    after: tuple[int, str] | None,
+) -> list[LiveRow]:
+    rows = await session.execute(
+        _LIVE,
+        {
+            "game": game,
+            "language": language,
+            "limit": limit,
+            "after_rank": after[0] if after else None,
+            "after_id": after[1] if after else None,
+        },
+    )
+    return [LiveRow(**r._mapping) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelMatch:
+    broadcaster_id: str
+    login: str
+    display_name: str
+    profile_image_url: str | None
+    broadcaster_type: str | None
+    live: bool
+    viewers: int | None
+    hours_watched_30d: float
+
+
+# Candidates come from the trigram indexes (similarity for typos, ILIKE for prefixes);
+# the best 200 by likeness are then ordered live first, then by recent hours watched.
+_SEARCH = text(r"""
+    WITH candidates AS (
+        SELECT p.*, greatest(similarity(p.login, :q), similarity(p.display_name, :q)) AS score
+        FROM channel_profiles p
+        WHERE p.login % :q OR p.display_name % :q
+           OR p.login ILIKE :prefix ESCAPE '\' OR p.display_name ILIKE :prefix ESCAPE '\'
+        ORDER BY score DESC, p.broadcaster_id
+        LIMIT 200
+    )
+    SELECT c.broadcaster_id, c.login, c.display_name, c.profile_image_url,
+           c.broadcaster_type, c.live_at IS NOT NULL AS live, c.live_viewers AS viewers,
+           coalesce((SELECT sum(d.viewer_seconds) FROM category_days d
+                     WHERE d.broadcaster_id = c.broadcaster_id AND d.day >= :since), 0)
+               / 3600.0 AS hours_watched_30d
+    FROM candidates c
+    ORDER BY live DESC, hours_watched_30d DESC, c.score DESC, c.login, c.broadcaster_id
+    LIMIT :limit
+""")
+
+
+def like_prefix(query: str) -> str:
+    """``query`` as a LIKE prefix pattern, its own wildcards taken literally."""
+    return query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+# pg_trgm's default likeness (0.3) misses a swapped pair of letters in a short login
+# ("shruod" is 0.27 like "shroud"); 0.2 still keeps unrelated names out. For this
+# transaction only; ``show_limit()`` first loads pg_trgm in this connection, or the
+# setting would be a placeholder that the library's own default replaces when it loads.
+_LOAD_TRGM = text("SELECT show_limit()")
+_THRESHOLD = text("SELECT set_config('pg_trgm.similarity_threshold', '0.2', true)")
+
+
+async def search(
+    session: AsyncSession, query: str, *, now: datetime, limit: int
+) -> list[ChannelMatch]:
+    await session.execute(_LOAD_TRGM)
+    await session.execute(_THRESHOLD)
+    rows = await session.execute(
+        _SEARCH, {"q": query, "prefix": like_prefix(query), "since": now - RECENT, "limit": limit}
+    )
+    return [
+        ChannelMatch(**{**r._mapping, "hours_watched_30d": float(r.hours_watched_30d)})
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    broadcaster_id: str
+    login: str | None
+    display_name: str | None
+    profile_image_url: str | None
+    broadcaster_type: str | None
+    tracked: bool  # streamfold folds its events (it has sessions); else only collected
+
+
+_PROFILE = text("""
+    SELECT b.id AS broadcaster_id, coalesce(p.login, c.login) AS login,
+           coalesce(p.display_name, c.display_name) AS display_name,
+           p.profile_image_url, p.broadcaster_type, c.broadcaster_id IS NOT NULL AS tracked
+    FROM (SELECT CAST(:b AS text) AS id) b
+    LEFT JOIN channel_profiles p ON p.broadcaster_id = b.id
+    LEFT JOIN channels c ON c.broadcaster_id = b.id
+    WHERE p.broadcaster_id IS NOT NULL OR c.broadcaster_id IS NOT NULL
+""")
+
+
+async def profile(session: AsyncSession, broadcaster_id: str) -> Profile | None:
+    row = (await session.execute(_PROFILE, {"b": broadcaster_id})).first()
+    return None if row is None else Profile(**row._mapping)
+
+
+@dataclass(frozen=True, slots=True)
+class SeenStream:
+    """A stream of a collected channel as its snapshots saw it: no end is known, only
+    the last snapshot that saw it live."""
+
+    id: str
+    started_at: datetime
+    last_seen_at: datetime
+    peak_viewers: int
+    avg_viewers: float
+    hours_watched: float
+    title: str | None
+    game_name: str | None
+
+
+_SEEN = text("""
+    SELECT v.stream_id AS id, coalesce(min(v.started_at), min(v.sampled_at)) AS started_at,
+           max(v.sampled_at) AS last_seen_at, max(v.viewer_count) AS peak_viewers,
+           avg(v.viewer_count)::float AS avg_viewers,
+           (sum(v.viewer_count::bigint * v.interval_seconds) / 3600.0)::float AS hours_watched,
+           (array_agg(v.title ORDER BY v.sampled_at DESC))[1] AS title,
+           (array_agg(v.game_name ORDER BY v.sampled_at DESC))[1] AS game_name
+    FROM viewer_samples v
+    WHERE v.broadcaster_id = :b AND v.sampled_at >= :since AND v.sampled_at < :until
+    GROUP BY v.stream_id
+    HAVING CAST(:before_at AS timestamptz) IS NULL
+        OR (coalesce(min(v.started_at), min(v.sampled_at)), v.stream_id)
+           < (CAST(:before_at AS timestamptz), CAST(:before_id AS text))
+    ORDER BY started_at DESC, id DESC
+    LIMIT :limit
+""")
+
+
+async def seen_streams(
+    session: AsyncSession,
+    broadcaster_id: str,
+    since: datetime,
+    until: datetime,
+    *,
+    limit: int,
+    before: tuple[datetime, str] | None,
+) -> list[SeenStream]:
+    if until <= since:
+        return []
+    rows = await session.execute(
+        _SEEN,
+        {
+            "b": broadcaster_id,
+            "since": since,
+            "until": until,
+            "limit": limit,
+            "before_at": before[0] if before else None,
+            "before_id": before[1] if before else None,
+        },
+    )
+    return [SeenStream(**r._mapping) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    sampled_at: datetime
+    stream_id: str
+    viewer_count: int
+    title: str | None
+    game_id: str | None
+    game_name: str | None
+
+
+_SNAPSHOTS = text("""
+    SELECT sampled_at, stream_id, viewer_count, title, game_id, game_name
+    FROM viewer_samples
+    WHERE broadcaster_id = :b AND sampled_at >= :since AND sampled_at < :until
+    ORDER BY sampled_at
+""")
+
+
+async def snapshots(
+    session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime
+) -> list[Snapshot]:
+    rows = await session.execute(_SNAPSHOTS, {"b": broadcaster_id, "since": since, "until": until})
+    return [Snapshot(**r._mapping) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryRow:
+    game_id: str
+    game_name: str | None
+    hours_streamed: float
+    hours_watched: float
+    avg_viewers: float
+    peak_viewers: int
+    channels: int
+
+
+# Whole UTC days of the rollup that overlap the window (index: the primary key, day first).
+_CATEGORIES = text("""
+    SELECT d.game_id, c.name AS game_name,
+           (sum(d.seconds) / 3600.0)::float AS hours_streamed,
+           (sum(d.viewer_seconds) / 3600.0)::float AS hours_watched,
+           (sum(d.viewer_seconds)::float / greatest(sum(d.seconds), 1)) AS avg_viewers,
+           max(d.peak_viewers) AS peak_viewers, count(DISTINCT d.broadcaster_id) AS channels
+    FROM category_days d LEFT JOIN categories c ON c.game_id = d.game_id
+    WHERE d.day >= date_trunc('day', CAST(:since AS timestamptz) AT TIME ZONE 'UTC')
+                   AT TIME ZONE 'UTC'
+      AND d.day < :until AND d.game_id <> ''
+    GROUP BY d.game_id, c.name
+    ORDER BY hours_watched DESC, d.game_id
+    LIMIT :limit
+""")
+
+
+async def categories(
+    session: AsyncSession, since: datetime, until: datetime, *, limit: int
+) -> list[CategoryRow]:
+    if until <= since:
+        return []
+    rows = await session.execute(_CATEGORIES, {"since": since, "until": until, "limit": limit})
+    return [CategoryRow(**r._mapping) for r in rows]
