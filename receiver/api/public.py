@@ -17,8 +17,8 @@ from starlette.responses import Response
 
 from receiver.api import params, render
 from receiver.api.endpoint import Call
-from receiver.api.shapes import Count, Id, Instant
-from schema import discovery, queries
+from receiver.reads import discovery, queries
+from receiver.reads.fields import Count, Id, Instant
 from schema.errors import NotFound
 
 CSV_PAGE = 500
@@ -272,7 +272,7 @@ async def _once(rows: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
 # -- history ------------------------------------------------------------------------------
 
 
-def _from_session(row: queries.SessionRow, private: bool) -> HistoryStream:
+def _from_session(row: queries.Session, private: bool) -> HistoryStream:
     chat: dict[str, Any] = {}
     if private:
         chat = {
