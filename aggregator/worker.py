@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import time
 from collections.abc import Sequence
@@ -25,6 +26,13 @@ from redis.exceptions import RedisError
 
 from aggregator.context import WorkerContext, job_id, job_try, state
 from aggregator.disconnects import DISCONNECT_MAX_TRIES, disconnect_user, enqueue_disconnects
+from aggregator.metrics import (
+    PARKED,
+    count_dead_letter,
+    instrumented,
+    observe_commit,
+    serve_metrics,
+)
 from aggregator.pipeline import fold_deliveries
 from aggregator.reconcile import reconcile_cron
 from aggregator.store import claim_ids, record_dead_letters
@@ -33,6 +41,7 @@ from schema.db import is_transient
 from schema.events import AuthorizationRevoke, Delivery, MessageId, Unfoldable
 from schema.jobs import FOLD_JOB, decode_batch, failed_batches_key
 from schema.logs import get_logger
+from schema.metrics import refresh_queue_gauges
 from schema.settings import Settings
 from schema.twitch import TwitchClient
 from schema.twitch.channels import CHECK_USER_TOKENS_JOB, DISCONNECT_USER_JOB
@@ -86,6 +95,7 @@ async def _retry_later(
         # arq would drop the job after this try; park it where an operator finds it
         # (`streamfold requeue-failed`) instead of losing accepted notifications.
         await work.redis.rpush(failed_batches_key(work.settings.queue_name), payload)  # type: ignore[misc]
+        PARKED.inc()
         log.error("fold.parked", error=type(exc).__name__)
         return 0
     delay = retry_delay(tries)
@@ -104,6 +114,7 @@ async def _fold_one_by_one(
         try:
             async with work.sessions.begin() as session:
                 folded = await fold_deliveries(session, [delivery])
+            observe_commit([delivery], folded.fresh, (d.message_id for d in folded.plan.dead))
             revoked += folded.plan.disconnects
         except Exception as exc:
             if is_transient(exc):
@@ -119,8 +130,11 @@ async def _fold_one_by_one(
                 MessageId(delivery.message_id), delivery.subscription_type, reason, delivery.body
             )
             async with work.sessions.begin() as session:
-                if await claim_ids(session, [delivery]):
+                fresh = await claim_ids(session, [delivery])
+                if fresh:
                     await record_dead_letters(session, [letter], {})
+            if fresh:
+                count_dead_letter(delivery.subscription_type)
     return revoked
 
 
@@ -157,19 +171,24 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
         "functions": [
             func(
-                fold_notifications,
+                instrumented(FOLD_JOB, fold_notifications),
                 name=FOLD_JOB,
                 timeout=FOLD_TIMEOUT_SECONDS,
                 max_tries=FOLD_MAX_TRIES,
                 keep_result=0,
             ),
             func(
-                disconnect_user,
+                instrumented(DISCONNECT_USER_JOB, disconnect_user),
                 name=DISCONNECT_USER_JOB,
                 max_tries=DISCONNECT_MAX_TRIES,
                 keep_result=0,
             ),
-            func(check_user_tokens, name=CHECK_USER_TOKENS_JOB, max_tries=5, keep_result=0),
+            func(
+                instrumented(CHECK_USER_TOKENS_JOB, check_user_tokens),
+                name=CHECK_USER_TOKENS_JOB,
+                max_tries=5,
+                keep_result=0,
+            ),
         ],
         "queue_name": settings.queue_name,
         "redis_settings": redis_settings(settings.redis_url or ""),
@@ -206,7 +225,10 @@ def periodic_worker_options(settings: Settings, **overrides: Any) -> dict[str, A
     options.update(
         {
             "functions": [],
-            "cron_jobs": [reconcile_cron(settings), upkeep_cron()],
+            "cron_jobs": [
+                dataclasses.replace(c, coroutine=instrumented(c.name, c.coroutine))
+                for c in (reconcile_cron(settings), upkeep_cron())
+            ],
             "queue_name": periodic_queue(settings),
             "max_jobs": 4,
             "poll_delay": 0.5,
@@ -248,10 +270,18 @@ async def _run_workers(settings: Settings) -> None:
     # One Twitch client for the process (one connection pool, one app token), which
     # both workers' contexts share; each worker keeps its own ctx dict and database pool.
     redis = Redis.from_url(settings.redis_url or "")
+    metrics = None
+    if settings.worker_metrics_port:
+        metrics = await serve_metrics(
+            settings.worker_metrics_port,
+            lambda: refresh_queue_gauges(redis, settings.queue_name),
+        )
     try:
         async with TwitchClient(settings, redis) as twitch:
             await _run_until_stopped(settings, twitch)
     finally:
+        if metrics is not None:
+            metrics.close()
         await redis.aclose()
 
 

@@ -18,7 +18,7 @@ from receiver.context import Context
 from receiver.errors import EXCEPTION_HANDLERS
 from receiver.eventsub import callback
 from receiver.health import healthz, readyz
-from receiver.metrics import metrics
+from receiver.metrics import RequestMetrics, metrics
 from receiver.pages.routes import page_routes
 from receiver.queue import NotificationQueue, connect_redis
 from receiver.request_id import RequestId
@@ -82,7 +82,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
-        middleware=[Middleware(RequestId), Middleware(ApiCors, settings=settings)],
+        middleware=[
+            Middleware(RequestMetrics),
+            Middleware(RequestId),
+            Middleware(ApiCors, settings=settings),
+        ],
     )
 
 

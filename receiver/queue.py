@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from receiver.metrics import JOB_DELIVERIES
 from schema.batching import GroupWriter
 from schema.errors import QueueUnavailable
 from schema.events import Delivery
@@ -103,3 +104,4 @@ class NotificationQueue:
             # NX keeps a queued or retrying job's run-at time as arq set it.
             pipe.zadd(self._queue_name, {job_id: now_ms}, nx=True)
             await pipe.execute()
+        JOB_DELIVERIES.observe(len(deliveries))

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     # Reconciliation closes a session on Helix's word only once it is this old: Helix
     # lists a new stream about a minute late (PROTOCOL.md 6.6).
     reconcile_grace_seconds: int = Field(default=600, ge=0, le=86_400)
+    # The worker serves Prometheus metrics on this port (0: not at all).
+    worker_metrics_port: int = Field(default=9100, ge=0, le=65_535)
 
     @field_validator("database_url")
     @classmethod
