@@ -205,6 +205,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from streamfold.status import gather, render
+
+    checks = asyncio.run(gather(_settings("database_url", "redis_url", local=True)))
+    print(render(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamfold", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -265,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = add("jobs", cmd_jobs, "recent periodic job runs and their success rate over 24 h")
     jobs.add_argument("--job", help="only this job (e.g. reconcile)")
     jobs.add_argument("--limit", type=int, default=20, help="how many recent runs (default 20)")
+    add(
+        "status",
+        cmd_status,
+        "queue, fold lag, periodic jobs, subscriptions, chat gaps, database size: each ok or"
+        " look at this (exit 1 if any)",
+    )
     return parser
 
 
