@@ -147,7 +147,8 @@ async def test_web_and_worker_metrics_parse_and_move_after_a_fold(
                 for s in web["streamfold_eventsub_messages"].samples
                 if s.labels.get("outcome") == "refused"
             ]
-            assert refused and all(r["reason"] for r in refused)
+            assert refused
+            assert all(r["reason"] for r in refused)
             callback = {"route": "/eventsub/callback"}
             assert (
                 value(

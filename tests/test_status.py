@@ -41,7 +41,7 @@ async def test_a_quiet_healthy_pipeline_is_all_ok(
     assert [c.name for c in checks if not c.ok] == []
     report = render(checks)
     assert "1 enabled" in report
-    assert re.search(r"database size .* KiB; largest: \w+ \d+\.\d KiB", report)
+    assert re.search(r"database size +[\d.]+ MiB; largest: \w+ [\d.]+ KiB", report)
 
 
 async def test_each_problem_is_flagged(
