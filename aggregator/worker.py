@@ -200,6 +200,9 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
         # from being enqueued again (RELIABILITY.md 2).
         "keep_result": 0,
         "max_jobs": 64,
+        # arq starts every job id one poll read (default 5 x max_jobs) even after a
+        # SIGTERM; reading no more than it may run keeps a stopping worker's tail short.
+        "queue_read_limit": 64,
         "poll_delay": 0.05,
         "job_timeout": FOLD_TIMEOUT_SECONDS,
         "max_tries": FOLD_MAX_TRIES,
@@ -231,6 +234,7 @@ def periodic_worker_options(settings: Settings, **overrides: Any) -> dict[str, A
             ],
             "queue_name": periodic_queue(settings),
             "max_jobs": 4,
+            "queue_read_limit": 4,
             "poll_delay": 0.5,
             "health_check_interval": 60,
         }
@@ -285,6 +289,32 @@ async def _run_workers(settings: Settings) -> None:
         await redis.aclose()
 
 
+async def _let_jobs_finish(workers: Sequence[Worker], grace: float) -> None:
+    """Stop taking jobs and give the running ones ``grace`` seconds to finish. A job
+    cut short afterwards is cancelled and stays queued (arq re-runs it; the ledger makes
+    a re-run harmless), so nothing a worker took is lost either way."""
+    for worker in workers:
+        worker.allow_pick_jobs = False
+
+    def running() -> list[asyncio.Task[Any]]:
+        # Jobs arq fetched just before the signal may still start: look again each time.
+        return [t for w in workers for t in w.tasks.values() if not t.done()]
+
+    log.info("worker.stopping", running_jobs=len(running()), grace_s=grace)
+    deadline = time.monotonic() + grace
+    while (left := running()) and (remaining := deadline - time.monotonic()) > 0:
+        await asyncio.wait(left, timeout=remaining)
+    if left:
+        log.warning("worker.jobs_cancelled_at_shutdown", jobs=len(left))
+        for task in left:
+            task.cancel()
+        # A job cancelled in arq's finishing step ends in CancelledError: collect it here,
+        # so arq's close() does not re-raise it and skip closing the connections.
+        await asyncio.gather(*left, return_exceptions=True)
+    for worker in workers:
+        worker.tasks.clear()
+
+
 async def _run_until_stopped(settings: Settings, twitch: TwitchClient) -> None:
     def ctx() -> dict[str, Any]:
         return {"settings": settings, "twitch": twitch}
@@ -299,8 +329,10 @@ async def _run_until_stopped(settings: Settings, twitch: TwitchClient) -> None:
     runs = [asyncio.create_task(w.async_run()) for w in workers]
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if stopped in done:
+        await _let_jobs_finish(workers, settings.worker_shutdown_grace_seconds)
     for worker in workers:
-        # Cancels running jobs (arq re-queues them) and closes the worker's connections.
+        # Cancels jobs still running (arq re-queues them) and closes the connections.
         with contextlib.suppress(Exception):
             await worker.close()
     for task in [*runs, stopped]:

@@ -42,7 +42,7 @@ LINGER_SECONDS = 0.005
 LINGER_BELOW = 16
 
 
-def connect_redis(redis_url: str) -> ArqRedis:
+def connect_redis(redis_url: str, max_connections: int = 64) -> ArqRedis:
     """A pool that fails fast: a down or hung Redis must become a quick 503, well inside
     the few seconds Twitch waits, never a hang."""
     return ArqRedis.from_url(  # type: ignore[no-any-return]
@@ -50,7 +50,7 @@ def connect_redis(redis_url: str) -> ArqRedis:
         socket_connect_timeout=0.5,
         socket_timeout=1.0,
         health_check_interval=10,
-        max_connections=64,
+        max_connections=max_connections,
         # After a Redis restart every pooled connection is dead; one immediate retry on a
         # fresh connection spares a 503 per stale connection. A timeout is not retried:
         # a hung Redis must still give a quick 503.

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from receiver.api.params import WINDOWS
 from schema.errors import ConfigurationError
 from schema.logs import configure_logging
+from schema.preflight import ServiceUnreachable
 from schema.settings import Settings, load_settings
 from streamfold import localenv
 
@@ -36,8 +37,10 @@ def cmd_web(args: argparse.Namespace) -> int:
     import uvicorn
 
     from receiver.app import create_app
+    from schema.preflight import require_reachable
 
     settings = _settings("database_url", "redis_url", "eventsub_secret")
+    require_reachable(settings, "web")
     uvicorn.run(
         create_app(settings),
         host=args.host,
@@ -45,6 +48,8 @@ def cmd_web(args: argparse.Namespace) -> int:
         log_level="warning",
         proxy_headers=True,
         timeout_keep_alive=30,
+        # On SIGTERM: stop accepting, let requests in flight finish for this long.
+        timeout_graceful_shutdown=settings.web_shutdown_grace_seconds,
         access_log=False,
     )
     return 0
@@ -52,8 +57,11 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from aggregator.worker import run
+    from schema.preflight import require_reachable
 
-    run(_settings("database_url", "redis_url"))
+    settings = _settings("database_url", "redis_url")
+    require_reachable(settings, "worker")
+    run(settings)
     return 0
 
 
@@ -289,5 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"streamfold: {exc.detail}", file=sys.stderr)
         return 2
+    except ServiceUnreachable:
+        return 3  # logged as one line already
     except KeyboardInterrupt:
         return 130
