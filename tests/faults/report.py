@@ -7,7 +7,7 @@ from pathlib import Path
 SUMMARY = Path(__file__).resolve().parents[2] / ".streamfold" / "fault-figures.txt"
 
 
-def report(fault: str, sent: int, acknowledged: int, folded: int, **extra: object) -> str:
+def report(fault: str, sent: int, acknowledged: int, folded: int | str, **extra: object) -> str:
     """Print the figures (``pytest -s`` shows them) and append them to
     ``.streamfold/fault-figures.txt``."""
     more = "".join(f", {k}={v}" for k, v in extra.items())
