@@ -42,7 +42,7 @@ class WorkerContext:
         cls, settings: Settings, redis: ArqRedis, twitch: TwitchClient | None = None
     ) -> WorkerContext:
         """A database pool of its own; ``twitch`` when the process already has one."""
-        engine = create_engine(settings.database_url or "", pool_size=4)
+        engine = create_engine(settings.database_url or "", pool_size=settings.database_pool_size)
         return cls(
             settings=settings,
             engine=engine,

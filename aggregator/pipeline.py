@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator import store
 from aggregator.fold import FoldPlan, plan
+from aggregator.metrics import observe_commit
 from schema.batching import GroupWriter
 from schema.db import is_transient
 from schema.events import AuthorizationRevoke, Delivery, decode
@@ -42,6 +43,8 @@ class FoldStats:
 class Folded:
     plan: FoldPlan
     stats: FoldStats
+    # The deliveries this transaction ledgered first (the others were folded before).
+    fresh: list[Delivery]
 
 
 async def fold_deliveries(session: AsyncSession, deliveries: Sequence[Delivery]) -> Folded:
@@ -62,7 +65,7 @@ async def fold_deliveries(session: AsyncSession, deliveries: Sequence[Delivery])
         stream_events=len(folded.onlines) + len(folded.offlines),
         dead_letters=len(folded.dead),
     )
-    return Folded(folded, stats)
+    return Folded(folded, stats, [d for d in unique if d.message_id in fresh])
 
 
 @dataclass(slots=True)
@@ -96,6 +99,7 @@ class Folder:
         deliveries = [d for batch in batches for d in batch.deliveries]
         async with self._sessions.begin() as session:
             folded = await fold_deliveries(session, deliveries)
+        observe_commit(deliveries, folded.fresh, (d.message_id for d in folded.plan.dead))
         for batch in batches:
             ids = {d.message_id for d in batch.deliveries}
             batch.disconnects = [r for r in folded.plan.disconnects if r.message_id in ids]

@@ -27,6 +27,7 @@ from aggregator.chat_gaps import mark_chat_gaps
 from aggregator.context import job_id as current_job_id
 from aggregator.context import state
 from aggregator.job_runs import fail_abandoned, finish_run, record_skipped, start_run
+from aggregator.metrics import count_run
 from aggregator.repair_store import connected_channels, repair_channels
 from aggregator.repairs import LiveStream
 from aggregator.schedule import cron_schedule, is_due
@@ -94,6 +95,7 @@ async def reconcile_once(
             async with sessions.begin() as session:
                 await record_skipped(session, JOB, clock(), "another run was in progress")
             log.warning("reconcile.skipped", reason="another run was in progress")
+            count_run(JOB, "skipped")
             return RunResult("skipped")
         async with sessions.begin() as session:
             abandoned = await fail_abandoned(session, JOB, clock())
@@ -119,6 +121,7 @@ async def reconcile_once(
                 counts=result.counts,
                 error=result.error,
             )
+        count_run(JOB, result.outcome, result.counts)
         return result
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from aggregator.context import WorkerContext, state
 from aggregator.job_runs import finish_run, start_run
+from aggregator.metrics import count_run
 from schema.logs import get_logger
 from schema.twitch import InvalidAccessToken, InvalidRefreshToken, TwitchUnavailable
 from schema.twitch.channels import enqueue_disconnect
@@ -121,6 +122,7 @@ async def upkeep_tokens(ctx: dict[str, Any]) -> dict[str, int]:
             counts=counts,
             error=error,
         )
+    count_run(UPKEEP_JOB, "failed" if error else "success")
     log.info("tokens.upkeep", **counts)
     return counts
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import time
 from collections.abc import Sequence
@@ -26,6 +27,13 @@ from redis.exceptions import RedisError
 from aggregator.collector import collect_cron
 from aggregator.context import WorkerContext, job_id, job_try, state
 from aggregator.disconnects import DISCONNECT_MAX_TRIES, disconnect_user, enqueue_disconnects
+from aggregator.metrics import (
+    PARKED,
+    count_dead_letter,
+    instrumented,
+    observe_commit,
+    serve_metrics,
+)
 from aggregator.pipeline import fold_deliveries
 from aggregator.reconcile import reconcile_cron
 from aggregator.store import claim_ids, record_dead_letters
@@ -34,6 +42,7 @@ from schema.db import is_transient
 from schema.events import AuthorizationRevoke, Delivery, MessageId, Unfoldable
 from schema.jobs import FOLD_JOB, decode_batch, failed_batches_key
 from schema.logs import get_logger
+from schema.metrics import refresh_queue_gauges
 from schema.settings import Settings
 from schema.twitch import TwitchClient
 from schema.twitch.channels import CHECK_USER_TOKENS_JOB, DISCONNECT_USER_JOB
@@ -87,6 +96,7 @@ async def _retry_later(
         # arq would drop the job after this try; park it where an operator finds it
         # (`streamfold requeue-failed`) instead of losing accepted notifications.
         await work.redis.rpush(failed_batches_key(work.settings.queue_name), payload)  # type: ignore[misc]
+        PARKED.inc()
         log.error("fold.parked", error=type(exc).__name__)
         return 0
     delay = retry_delay(tries)
@@ -105,6 +115,7 @@ async def _fold_one_by_one(
         try:
             async with work.sessions.begin() as session:
                 folded = await fold_deliveries(session, [delivery])
+            observe_commit([delivery], folded.fresh, (d.message_id for d in folded.plan.dead))
             revoked += folded.plan.disconnects
         except Exception as exc:
             if is_transient(exc):
@@ -120,8 +131,11 @@ async def _fold_one_by_one(
                 MessageId(delivery.message_id), delivery.subscription_type, reason, delivery.body
             )
             async with work.sessions.begin() as session:
-                if await claim_ids(session, [delivery]):
+                fresh = await claim_ids(session, [delivery])
+                if fresh:
                     await record_dead_letters(session, [letter], {})
+            if fresh:
+                count_dead_letter(delivery.subscription_type)
     return revoked
 
 
@@ -158,19 +172,24 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
         "functions": [
             func(
-                fold_notifications,
+                instrumented(FOLD_JOB, fold_notifications),
                 name=FOLD_JOB,
                 timeout=FOLD_TIMEOUT_SECONDS,
                 max_tries=FOLD_MAX_TRIES,
                 keep_result=0,
             ),
             func(
-                disconnect_user,
+                instrumented(DISCONNECT_USER_JOB, disconnect_user),
                 name=DISCONNECT_USER_JOB,
                 max_tries=DISCONNECT_MAX_TRIES,
                 keep_result=0,
             ),
-            func(check_user_tokens, name=CHECK_USER_TOKENS_JOB, max_tries=5, keep_result=0),
+            func(
+                instrumented(CHECK_USER_TOKENS_JOB, check_user_tokens),
+                name=CHECK_USER_TOKENS_JOB,
+                max_tries=5,
+                keep_result=0,
+            ),
         ],
         "queue_name": settings.queue_name,
         "redis_settings": redis_settings(settings.redis_url or ""),
@@ -182,6 +201,9 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
         # from being enqueued again (RELIABILITY.md 2).
         "keep_result": 0,
         "max_jobs": 64,
+        # arq starts every job id one poll read (default 5 x max_jobs) even after a
+        # SIGTERM; reading no more than it may run keeps a stopping worker's tail short.
+        "queue_read_limit": 64,
         "poll_delay": 0.05,
         "job_timeout": FOLD_TIMEOUT_SECONDS,
         "max_tries": FOLD_MAX_TRIES,
@@ -207,9 +229,13 @@ def periodic_worker_options(settings: Settings, **overrides: Any) -> dict[str, A
     options.update(
         {
             "functions": [],
-            "cron_jobs": [reconcile_cron(settings), collect_cron(settings), upkeep_cron()],
+            "cron_jobs": [
+                dataclasses.replace(c, coroutine=instrumented(c.name, c.coroutine))
+                for c in (reconcile_cron(settings), collect_cron(settings), upkeep_cron())
+            ],
             "queue_name": periodic_queue(settings),
             "max_jobs": 4,
+            "queue_read_limit": 4,
             "poll_delay": 0.5,
             "health_check_interval": 60,
         }
@@ -249,11 +275,45 @@ async def _run_workers(settings: Settings) -> None:
     # One Twitch client for the process (one connection pool, one app token), which
     # both workers' contexts share; each worker keeps its own ctx dict and database pool.
     redis = Redis.from_url(settings.redis_url or "")
+    metrics = None
+    if settings.worker_metrics_port:
+        metrics = await serve_metrics(
+            settings.worker_metrics_port,
+            lambda: refresh_queue_gauges(redis, settings.queue_name),
+        )
     try:
         async with TwitchClient(settings, redis) as twitch:
             await _run_until_stopped(settings, twitch)
     finally:
+        if metrics is not None:
+            metrics.close()
         await redis.aclose()
+
+
+async def _let_jobs_finish(workers: Sequence[Worker], grace: float) -> None:
+    """Stop taking jobs and give the running ones ``grace`` seconds to finish. A job
+    cut short afterwards is cancelled and stays queued (arq re-runs it; the ledger makes
+    a re-run harmless), so nothing a worker took is lost either way."""
+    for worker in workers:
+        worker.allow_pick_jobs = False
+
+    def running() -> list[asyncio.Task[Any]]:
+        # Jobs arq fetched just before the signal may still start: look again each time.
+        return [t for w in workers for t in w.tasks.values() if not t.done()]
+
+    log.info("worker.stopping", running_jobs=len(running()), grace_s=grace)
+    deadline = time.monotonic() + grace
+    while (left := running()) and (remaining := deadline - time.monotonic()) > 0:
+        await asyncio.wait(left, timeout=remaining)
+    if left:
+        log.warning("worker.jobs_cancelled_at_shutdown", jobs=len(left))
+        for task in left:
+            task.cancel()
+        # A job cancelled in arq's finishing step ends in CancelledError: collect it here,
+        # so arq's close() does not re-raise it and skip closing the connections.
+        await asyncio.gather(*left, return_exceptions=True)
+    for worker in workers:
+        worker.tasks.clear()
 
 
 async def _run_until_stopped(settings: Settings, twitch: TwitchClient) -> None:
@@ -270,8 +330,10 @@ async def _run_until_stopped(settings: Settings, twitch: TwitchClient) -> None:
     runs = [asyncio.create_task(w.async_run()) for w in workers]
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if stopped in done:
+        await _let_jobs_finish(workers, settings.worker_shutdown_grace_seconds)
     for worker in workers:
-        # Cancels running jobs (arq re-queues them) and closes the worker's connections.
+        # Cancels jobs still running (arq re-queues them) and closes the connections.
         with contextlib.suppress(Exception):
             await worker.close()
     for task in [*runs, stopped]:

@@ -19,7 +19,7 @@ from receiver.docs import docs_routes
 from receiver.errors import EXCEPTION_HANDLERS
 from receiver.eventsub import callback
 from receiver.health import healthz, readyz
-from receiver.metrics import metrics
+from receiver.metrics import RequestMetrics, metrics
 from receiver.pages.routes import page_routes
 from receiver.queue import NotificationQueue, connect_redis
 from receiver.request_id import RequestId
@@ -41,8 +41,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url or "")
-        redis = connect_redis(settings.redis_url or "")
+        engine = create_engine(settings.database_url or "", pool_size=settings.database_pool_size)
+        redis = connect_redis(settings.redis_url or "", settings.redis_max_connections)
         twitch = TwitchClient(settings, redis)
         app.state.ctx = Context(
             settings=settings,
@@ -84,17 +84,26 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
-        middleware=[Middleware(RequestId), Middleware(ApiCors, settings=settings)],
+        middleware=[
+            Middleware(RequestMetrics),
+            Middleware(RequestId),
+            Middleware(ApiCors, settings=settings),
+        ],
     )
 
 
 def from_environment() -> Starlette:
     """The Procfile's uvicorn factory: settings from the environment, read once."""
     from schema.logs import configure_logging
+    from schema.preflight import ServiceUnreachable, require_reachable
     from schema.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_format)
+    try:
+        require_reachable(settings, "web")
+    except ServiceUnreachable:
+        raise SystemExit(3) from None  # logged as one line already
     return create_app(settings)
 
 

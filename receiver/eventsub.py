@@ -20,10 +20,15 @@ from starlette.responses import PlainTextResponse, Response
 
 from receiver.body import Headers, read_body, read_headers
 from receiver.context import Context
-from receiver.metrics import NOTIFICATIONS
 from receiver.refusals import note_refusal
 from receiver.signature import MAX_AGE, MAX_FUTURE_SKEW, check_fresh, verify
-from schema.errors import BadRequest, Forbidden, MalformedHeaders, QueueUnavailable
+from schema.errors import (
+    BadRequest,
+    Forbidden,
+    MalformedHeaders,
+    QueueUnavailable,
+    StreamfoldError,
+)
 from schema.events import (
     FOLDED_TYPES,
     NOTIFICATION,
@@ -36,6 +41,7 @@ from schema.events import (
     revocation_decoder,
 )
 from schema.logs import get_logger
+from schema.metrics import count_notification
 from schema.settings import Settings
 from schema.twitch.channels import AUTH_LOST_REASONS, enqueue_disconnect, enqueue_token_check
 from schema.twitch.subscription_records import (
@@ -51,14 +57,21 @@ log = get_logger("receiver.eventsub")
 # Notifications are remembered by the fold's ledger; challenges and revocations here.
 SEEN_TTL = MAX_AGE + MAX_FUTURE_SKEW + timedelta(minutes=1)
 
-# Resolved once: a labelled child per outcome, not a label lookup per request.
-ACCEPTED = NOTIFICATIONS.labels(outcome="accepted")
-REFUSED = NOTIFICATIONS.labels(outcome="refused")
-IGNORED = NOTIFICATIONS.labels(outcome="ignored")
-REVOKED = NOTIFICATIONS.labels(outcome="revocation")
-
 
 async def callback(request: Request) -> Response:
+    """Count every answer but an accepted one (counted where it is) by its outcome."""
+    try:
+        return await _callback(request)
+    except StreamfoldError as exc:
+        claimed = request.headers.get("twitch-eventsub-subscription-type")
+        if isinstance(exc, QueueUnavailable):
+            count_notification(claimed, "unavailable")
+        else:
+            count_notification(claimed, "refused", exc.code)
+        raise
+
+
+async def _callback(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     headers = read_headers(request)
     # Every line logged for this message names it (read_headers bounded the id).
@@ -74,7 +87,6 @@ async def callback(request: Request) -> Response:
             )
             check_fresh(headers.timestamp, ctx.clock())
         except Exception as exc:
-            REFUSED.inc()
             log.info("eventsub.refused", reason=getattr(exc, "code", type(exc).__name__))
             raise
         message_type, subscription_type = _signed_kind(headers, body)
@@ -88,6 +100,7 @@ async def _control(ctx: Context, headers: Headers, message_type: str, body: byte
     """A challenge or a revocation: acted on once, remembered for the replay window."""
     if not await _first_sighting(ctx, headers.message_id):
         log.info("eventsub.duplicate", message_type=message_type)
+        count_notification(headers.subscription_type, "duplicate")
         if message_type == VERIFICATION:  # the same answer again, nothing recorded
             decoded, _ = _subscription(challenge_decoder, body)
             return PlainTextResponse(decoded.challenge, status_code=200)  # type: ignore[attr-defined]
@@ -153,7 +166,7 @@ async def _notification(
     ctx: Context, headers: Headers, subscription_type: str, body: bytes
 ) -> Response:
     if subscription_type not in FOLDED_TYPES:
-        IGNORED.inc()
+        count_notification(subscription_type, "ignored")
         log.info("eventsub.ignored_type")
         return Response(status_code=204)
     try:
@@ -164,13 +177,11 @@ async def _notification(
         # Twitch will retry, but not forever: mark the time as a possible chat gap.
         await note_refusal(ctx.sessions, parse_instant(headers.timestamp), ctx.clock())
         raise
-    ACCEPTED.inc()
+    count_notification(subscription_type, "accepted")
     return Response(status_code=204)
 
 
-def _subscription(
-    decoder: msgspec.json.Decoder[Any], body: bytes
-) -> tuple[object, Subscription]:
+def _subscription(decoder: msgspec.json.Decoder[Any], body: bytes) -> tuple[object, Subscription]:
     try:
         decoded = decoder.decode(body)
     except msgspec.DecodeError as exc:
@@ -216,7 +227,7 @@ async def _revocation(ctx: Context, body: bytes) -> Response:
         return Response(status_code=204)
     if subscription.status in AUTH_LOST_REASONS:
         await _follow_lost_authorization(ctx, subscription)
-    REVOKED.inc()
+    count_notification(subscription.type, "revocation", subscription.status[:64])
     log.warning(
         "eventsub.revoked",
         subscription_id=subscription.id,

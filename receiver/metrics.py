@@ -2,34 +2,38 @@
 
 Counters count what this process did; gauges about the pipeline as a whole (queue depth,
 dead letters) are read from Redis and PostgreSQL at scrape time, so they are right
-whichever process did the work.
+whichever process did the work. The families both processes share are in
+``schema/metrics.py``; this module adds the web's own.
 """
 
 from __future__ import annotations
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    generate_latest,
-)
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schema.jobs import failed_batches_key
+from schema.metrics import QUEUE_DEPTH, REGISTRY, refresh_queue_gauges
 from schema.twitch.subscription_records import CHAT_BLOCKED_REASONS
 
-REGISTRY = CollectorRegistry()
-NOTIFICATIONS = Counter(
-    "streamfold_eventsub_messages",
-    "EventSub messages received, by outcome",
-    ["outcome"],
+REQUEST_SECONDS = Histogram(
+    "streamfold_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template (not the raw path) and status",
+    ["route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
-QUEUE_DEPTH = Gauge("streamfold_queue_jobs", "Fold jobs waiting in the queue", registry=REGISTRY)
+JOB_DELIVERIES = Histogram(
+    "streamfold_queue_job_deliveries",
+    "Deliveries per fold job the receiver enqueued (concurrent requests share a job)",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+    registry=REGISTRY,
+)
 DEAD_LETTERS = Gauge(
     "streamfold_dead_letters", "Notifications kept in the dead-letter table", registry=REGISTRY
 )
@@ -89,7 +93,7 @@ async def _chat_gauges(session: AsyncSession) -> None:
 async def metrics(request: Request) -> Response:
     ctx = request.app.state.ctx
     try:
-        QUEUE_DEPTH.set(await ctx.redis.zcard(ctx.settings.queue_name))
+        await refresh_queue_gauges(ctx.redis, ctx.settings.queue_name)
         PARKED.set(await ctx.redis.llen(failed_batches_key(ctx.settings.queue_name)))
     except Exception:
         QUEUE_DEPTH.set(float("nan"))
@@ -102,3 +106,33 @@ async def metrics(request: Request) -> Response:
     except Exception:
         DEAD_LETTERS.set(float("nan"))
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+class RequestMetrics:
+    """Times every HTTP request by the route that matched (Starlette puts it in the
+    scope while routing), so ``/api/channels/{broadcaster_id}/hourly`` is one series
+    however many channels are read; unmatched paths share ``unmatched``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = "500"  # what the error middleware outside answers for an exception
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = str(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            REQUEST_SECONDS.labels(route=route, status=status).observe(
+                time.perf_counter() - started
+            )

@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from receiver.metrics import JOB_DELIVERIES
 from schema.batching import GroupWriter
 from schema.errors import QueueUnavailable
 from schema.events import Delivery
@@ -41,7 +42,7 @@ LINGER_SECONDS = 0.005
 LINGER_BELOW = 16
 
 
-def connect_redis(redis_url: str) -> ArqRedis:
+def connect_redis(redis_url: str, max_connections: int = 64) -> ArqRedis:
     """A pool that fails fast: a down or hung Redis must become a quick 503, well inside
     the few seconds Twitch waits, never a hang."""
     return ArqRedis.from_url(  # type: ignore[no-any-return]
@@ -49,7 +50,7 @@ def connect_redis(redis_url: str) -> ArqRedis:
         socket_connect_timeout=0.5,
         socket_timeout=1.0,
         health_check_interval=10,
-        max_connections=64,
+        max_connections=max_connections,
         # After a Redis restart every pooled connection is dead; one immediate retry on a
         # fresh connection spares a 503 per stale connection. A timeout is not retried:
         # a hung Redis must still give a quick 503.
@@ -103,3 +104,4 @@ class NotificationQueue:
             # NX keeps a queued or retrying job's run-at time as arq set it.
             pipe.zadd(self._queue_name, {job_id: now_ms}, nx=True)
             await pipe.execute()
+        JOB_DELIVERIES.observe(len(deliveries))

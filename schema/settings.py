@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     # Peers (addresses, comma-separated) whose X-Forwarded-For names the client of the
     # public routes' rate limit; empty: the connecting address is the client.
     trusted_proxies: str = ""
+    # Connections per pool: the web has one, each arq worker of a process one of its own
+    # (as many again may overflow briefly).
+    database_pool_size: int = Field(default=5, ge=1, le=100)
+    redis_max_connections: int = Field(default=64, ge=4, le=10_000)
+    # SIGTERM: the web finishes requests in flight for this long; a worker lets running
+    # jobs finish for this long, then cancels the rest (arq puts them back on the queue).
+    web_shutdown_grace_seconds: int = Field(default=20, ge=1, le=600)
+    worker_shutdown_grace_seconds: int = Field(default=20, ge=0, le=600)
+    # The worker serves Prometheus metrics on this port (0: not at all).
+    worker_metrics_port: int = Field(default=9100, ge=0, le=65_535)
 
     @field_validator("database_url")
     @classmethod

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from receiver.api.params import WINDOWS
 from schema.errors import ConfigurationError
 from schema.logs import configure_logging
+from schema.preflight import ServiceUnreachable
 from schema.settings import Settings, load_settings
 from streamfold import localenv
 
@@ -36,8 +37,10 @@ def cmd_web(args: argparse.Namespace) -> int:
     import uvicorn
 
     from receiver.app import create_app
+    from schema.preflight import require_reachable
 
     settings = _settings("database_url", "redis_url", "eventsub_secret")
+    require_reachable(settings, "web")
     uvicorn.run(
         create_app(settings),
         host=args.host,
@@ -46,6 +49,8 @@ def cmd_web(args: argparse.Namespace) -> int:
         # X-Forwarded-For is judged by the app against TRUSTED_PROXIES, not by uvicorn.
         proxy_headers=False,
         timeout_keep_alive=30,
+        # On SIGTERM: stop accepting, let requests in flight finish for this long.
+        timeout_graceful_shutdown=settings.web_shutdown_grace_seconds,
         access_log=False,
     )
     return 0
@@ -53,8 +58,11 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from aggregator.worker import run
+    from schema.preflight import require_reachable
 
-    run(_settings("database_url", "redis_url"))
+    settings = _settings("database_url", "redis_url")
+    require_reachable(settings, "worker")
+    run(settings)
     return 0
 
 
@@ -206,6 +214,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from streamfold.status import gather, render
+
+    checks = asyncio.run(gather(_settings("database_url", "redis_url", local=True)))
+    print(render(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamfold", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -266,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = add("jobs", cmd_jobs, "recent periodic job runs and their success rate over 24 h")
     jobs.add_argument("--job", help="only this job (e.g. reconcile)")
     jobs.add_argument("--limit", type=int, default=20, help="how many recent runs (default 20)")
+    add(
+        "status",
+        cmd_status,
+        "queue, fold lag, periodic jobs, subscriptions, chat gaps, database size: each ok or"
+        " look at this (exit 1 if any)",
+    )
     return parser
 
 
@@ -276,5 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"streamfold: {exc.detail}", file=sys.stderr)
         return 2
+    except ServiceUnreachable:
+        return 3  # logged as one line already
     except KeyboardInterrupt:
         return 130

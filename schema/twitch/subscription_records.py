@@ -199,9 +199,7 @@ async def forget(session: AsyncSession, subscription_ids: list[str]) -> None:
 CHALLENGE_LOCK_TIMEOUT = "2s"
 
 
-async def record_verified_unless_busy(
-    session: AsyncSession, subscription: Subscription
-) -> bool:
+async def record_verified_unless_busy(session: AsyncSession, subscription: Subscription) -> bool:
     """``record_verified``, giving up after a short wait for the row; False if it did."""
     await session.execute(text(f"SET LOCAL lock_timeout = '{CHALLENGE_LOCK_TIMEOUT}'"))
     try:

@@ -15,6 +15,7 @@ import httpx
 import msgspec
 
 from schema.logs import get_logger
+from schema.metrics import TWITCH_RATELIMIT_REMAINING, TWITCH_REQUESTS
 from schema.twitch.app_token import AppTokenCache
 from schema.twitch.errors import TwitchRejected, TwitchUnavailable
 from schema.twitch.models import ErrorBody
@@ -76,15 +77,19 @@ class Transport:
                     headers=headers,
                 )
             except httpx.TransportError as exc:
+                TWITCH_REQUESTS.labels(endpoint=endpoint, status="network_error").inc()
                 if attempt >= self.max_attempts:
                     raise TwitchUnavailable(f"{endpoint}: {type(exc).__name__}") from None
                 log.warning("twitch.network_error", endpoint=endpoint, attempt=attempt)
                 await self.sleep(backoff(attempt, self.rng))
                 continue
             limit = parse_headers(response.headers)
+            status = response.status_code
+            TWITCH_REQUESTS.labels(endpoint=endpoint, status=str(status)).inc()
             if limit is not None:
                 self.rate_limit = limit
-            status = response.status_code
+                if auth == "app":
+                    TWITCH_RATELIMIT_REMAINING.set(limit.remaining)
             if status == 401 and auth == "app" and not renewed and token is not None:
                 # The cached app token expired or was revoked: fetch a new one, once.
                 assert self.app_token is not None
