@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     twitch_auth_base: str = "https://id.twitch.tv/oauth2"
     reconcile_interval_seconds: int = Field(default=300, ge=10, le=86_400)
     port: int = Field(default=8000, ge=1, le=65_535)
+    live_batch_seconds: float = Field(default=1.0, ge=0, le=60)
 
     # Operational knobs beyond PRODUCT.md's table; defaults are what production wants.
     log_format: Literal["json", "console"] = "json"
@@ -55,6 +56,8 @@ class Settings(BaseSettings):
     # Reconciliation closes a session on Helix's word only once it is this old: Helix
     # lists a new stream about a minute late (PROTOCOL.md 6.6).
     reconcile_grace_seconds: int = Field(default=600, ge=0, le=86_400)
+    # How many channels one signed-in user may follow (POST /api/follows answers 422 past it).
+    follow_limit: int = Field(default=100, ge=0, le=10_000)
 
     @field_validator("database_url")
     @classmethod

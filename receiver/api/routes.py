@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from receiver.api import access, channels, hourly, me, sessions, shapes, summary, tokens, viewers
+from receiver.api import (
+    access,
+    channels,
+    follows,
+    hourly,
+    me,
+    sessions,
+    shapes,
+    summary,
+    tokens,
+    viewers,
+)
 from receiver.api import params as p
 from receiver.api.endpoint import Operation, routes_of
 from receiver.api.openapi import openapi_route
@@ -107,6 +118,37 @@ OPERATIONS: tuple[Operation, ...] = (
         None,
         status=204,
         errors=(401, 403, 404, 422),
+    ),
+    Operation(
+        "GET",
+        "/api/follows",
+        follows.list_follows,
+        access.SIGNED_IN,
+        "The channels I follow (their online/offline reach me on /api/live/events)",
+        shapes.FollowList,
+        errors=(401,),
+    ),
+    Operation(
+        "POST",
+        "/api/follows",
+        follows.add_follow,
+        access.SIGNED_IN,
+        "Follow a channel by broadcaster_id or login; 201 if new, 200 if already followed",
+        shapes.Followed,
+        status=201,
+        body=shapes.FollowRequest,
+        errors=(401, 403, 404, 413, 422, 503),
+    ),
+    Operation(
+        "DELETE",
+        "/api/follows/{broadcaster_id}",
+        follows.remove_follow,
+        access.SIGNED_IN,
+        "Unfollow a channel (idempotent); the last follower out ends its tracking",
+        None,
+        status=204,
+        errors=(401, 403, 422),
+        channel_must_exist=False,
     ),
 )
 

@@ -6,6 +6,7 @@ settings. Every call goes through ``Transport.send`` for rate limits and retries
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ from urllib.parse import urlencode
 import httpx
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from schema.settings import Settings
 from schema.twitch.app_token import AppTokenCache, cache_key
@@ -24,6 +26,7 @@ from schema.twitch.errors import (
 )
 from schema.twitch.models import (
     AppToken,
+    ChannelInfo,
     Page,
     Stream,
     Subscription,
@@ -39,6 +42,8 @@ T = TypeVar("T")
 HELIX_PAGE_IDS = 100  # Get Streams / Get Users take at most 100 ids per call (6.2, 6.3)
 LIVE_STATUSES = frozenset({"enabled", "webhook_callback_verification_pending"})
 _TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# Redis hash of the EventSub budget: total_cost and max_total_cost, as Twitch last said.
+BUDGET_KEY = "streamfold:eventsub:budget"
 
 
 class TwitchClient:
@@ -114,6 +119,13 @@ class TwitchClient:
                 streams[stream.user_id] = stream
         return list(streams.values())
 
+    async def get_channels(self, broadcaster_ids: Sequence[str]) -> list[ChannelInfo]:
+        """Title and category of each channel, live or not (Get Channel Information)."""
+        channels: list[ChannelInfo] = []
+        for chunk in _chunks([("broadcaster_id", b) for b in broadcaster_ids], HELIX_PAGE_IDS):
+            channels += await self._get_all("/channels", chunk, ChannelInfo)
+        return channels
+
     async def list_subscriptions(
         self, *, status: str | None = None, type: str | None = None, user_id: str | None = None
     ) -> list[Subscription]:
@@ -144,6 +156,7 @@ class TwitchClient:
         response = await self.transport.send("POST", url, endpoint=endpoint, json=body)
         if response.status_code == 202:
             page = msgspec.json.decode(response.content, type=Page)
+            await self._note_budget(page)
             created = msgspec.convert(page.data[0], Subscription)
             return SubscriptionCreated(subscription=created)
         if response.status_code == 409:
@@ -230,6 +243,18 @@ class TwitchClient:
 
     # -- internals ------------------------------------------------------------------------
 
+    async def _note_budget(self, page: Page) -> None:
+        """Keep Twitch's latest word on the subscription budget where every process
+        (metrics, the follow API) reads it."""
+        if page.total_cost is None or page.max_total_cost is None or self.redis is None:
+            return
+        # A figure for operators and follows; the next create or list writes it again.
+        with contextlib.suppress(RedisError):
+            await self.redis.hset(  # type: ignore[misc]
+                BUDGET_KEY,
+                mapping={"total_cost": page.total_cost, "max_total_cost": page.max_total_cost},
+            )
+
     async def _fetch_app_token(self) -> tuple[str, int]:
         response = await self._token_request({"grant_type": "client_credentials"}, "app token")
         if response.status_code != 200:
@@ -263,6 +288,7 @@ class TwitchClient:
             if response.status_code != 200:
                 raise rejected(response, path)
             page = msgspec.json.decode(response.content, type=Page)
+            await self._note_budget(page)
             for raw in page.data:
                 yield msgspec.convert(raw, item)
             cursor = page.cursor
