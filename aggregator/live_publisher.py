@@ -37,7 +37,8 @@ from schema.twitch.errors import TwitchError
 
 log = get_logger("aggregator.live_publisher")
 
-LOCK_KEY = "streamfold:live:publisher"
+# The lock is per deployment: one queue name, one publisher.
+LOCK_SUFFIX = ":live-publisher"
 LOCK_TTL_MS = 10_000
 MAX_ROWS = 5000
 # Published rows are kept this long for SSE clients resuming with Last-Event-ID.
@@ -48,6 +49,11 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('pexpire', KEYS[1], ARGV[2])
 end
 return redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
 """
 
 _OLDEST = text("SELECT min(changed_at) FROM live_outbox WHERE published_at IS NULL")
@@ -154,6 +160,7 @@ class LivePublisher:
         self.poll_seconds = poll_seconds
         self.redis: Redis = Redis.from_url(settings.redis_url or "")
         self.token = secrets.token_hex(8)
+        self.lock_key = settings.queue_name + LOCK_SUFFIX
         self._pruned_at = 0.0
 
     async def run(self) -> None:
@@ -175,10 +182,13 @@ class LivePublisher:
                     pause = min(pause * 2, 10.0)
         finally:
             with contextlib.suppress(Exception):
+                # Hand over at once rather than after the TTL.
+                await self.redis.eval(_RELEASE, 1, self.lock_key, self.token)  # type: ignore[misc]
+            with contextlib.suppress(Exception):
                 await self.redis.aclose()
 
     async def _hold_lock(self) -> bool:
-        held = await self.redis.eval(_RENEW, 1, LOCK_KEY, self.token, str(LOCK_TTL_MS))  # type: ignore[misc]
+        held = await self.redis.eval(_RENEW, 1, self.lock_key, self.token, str(LOCK_TTL_MS))  # type: ignore[misc]
         return bool(held)
 
     async def publish_due(self) -> int:

@@ -46,8 +46,7 @@ def test_stopping_children_waits_once_for_all_then_kills() -> None:
         "print('ignoring', flush=True); time.sleep(60)"
     )
     children = [
-        subprocess.Popen([sys.executable, "-c", ignoring], stdout=subprocess.PIPE)
-        for _ in range(3)
+        subprocess.Popen([sys.executable, "-c", ignoring], stdout=subprocess.PIPE) for _ in range(3)
     ]
     for child in children:
         assert child.stdout is not None
