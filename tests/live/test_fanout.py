@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from aggregator.live_publisher import Change, LivePublisher, final_changes
@@ -61,9 +62,11 @@ async def test_an_online_reaches_streams_online_batched_with_title_and_followers
         [(channel, message, at)] = subscriber.about("4242")
         assert at - accepted <= env.settings.live_batch_seconds + 1
         assert channel == "streams.online"
-        assert message["IsOnline"] is True and message["Platform"] == "twitch"
+        assert message["IsOnline"] is True
+        assert message["Platform"] == "twitch"
         [stream] = message["Streams"]
-        assert stream["ChannelId"] == "4242" and stream["VideoId"] == "s-1"
+        assert stream["ChannelId"] == "4242"
+        assert stream["VideoId"] == "s-1"
         assert stream["VideoTitle"] == "speedrun any%"
         assert stream["ChannelTitle"] == "Farstreamer"  # the webhook's broadcaster_user_name
         assert message["Metadata"]["followers"] == [111, 222]
@@ -101,7 +104,7 @@ async def test_redis_down_during_the_change_publishes_once_after_it_returns(
         now_due = Settings(**(env.settings.model_dump() | {"live_batch_seconds": 0}))
         dead = Settings(**(now_due.model_dump() | {"redis_url": "redis://127.0.0.1:1/0"}))
         down = LivePublisher(dead, env.sessions, None)
-        with pytest.raises(Exception):  # noqa: B017 - any Redis connection error
+        with pytest.raises((RedisError, OSError)):
             await down.publish_due()
         await down.redis.aclose()
         assert await env.scalar("SELECT count(*) FROM live_outbox WHERE published_at IS NULL") == 1
