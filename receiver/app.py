@@ -18,7 +18,6 @@ from receiver.context import Context
 from receiver.errors import EXCEPTION_HANDLERS
 from receiver.eventsub import callback
 from receiver.health import healthz, readyz
-from receiver.live_events import live_events
 from receiver.metrics import metrics
 from receiver.pages.routes import page_routes
 from receiver.queue import NotificationQueue, connect_redis
@@ -77,7 +76,6 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
-        Route("/api/live/events", live_events),
         *api_routes(),
         *page_routes(),
     ]

@@ -23,9 +23,8 @@ from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from receiver.api import access
 from receiver.context import Context
-from receiver.identity import identify
+from receiver.identity import Identity
 from schema import live
 from schema.logs import get_logger
 
@@ -183,10 +182,9 @@ def hub_of(request: Request) -> LiveHub:
     return hub
 
 
-async def live_events(request: Request) -> Response:
+async def live_events(request: Request, who: Identity) -> Response:
+    """The stream for ``who`` (already signed in: the API's endpoint wrapper checked)."""
     ctx: Context = request.app.state.ctx
-    async with ctx.sessions() as session:
-        who = access.signed_in(await identify(session, ctx.settings, request))
     last_id = request.headers.get("last-event-id", "").strip()
     after = int(last_id) if last_id.isdigit() else None
     hub = hub_of(request)

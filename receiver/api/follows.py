@@ -13,6 +13,7 @@ from starlette.responses import Response
 from receiver.api import render, shapes
 from receiver.api.endpoint import Call
 from receiver.api.tokens import _read_body
+from receiver.live_events import live_events
 from schema.errors import InvalidParameter, StreamfoldError
 from schema.follows import (
     ChannelName,
@@ -77,6 +78,11 @@ async def add_follow(call: Call) -> Response:
         call.session, twitch, call.ctx.settings, channel, Follower("user", call.who.user_id)
     )
     return render.json_response(_shape(result), status_code=201 if result.changed else 200)
+
+
+async def live_stream(call: Call) -> Response:
+    """Server-Sent Events of my channels' online/offline (``receiver/live_events.py``)."""
+    return await live_events(call.request, call.who)
 
 
 async def remove_follow(call: Call) -> Response:

@@ -150,6 +150,16 @@ OPERATIONS: tuple[Operation, ...] = (
         errors=(401, 403, 422),
         channel_must_exist=False,
     ),
+    Operation(
+        "GET",
+        "/api/live/events",
+        follows.live_stream,
+        access.SIGNED_IN,
+        "Server-Sent Events (text/event-stream): online/offline of the channels I follow or"
+        " own; id is the outbox sequence, resume with Last-Event-ID",
+        None,
+        errors=(401,),
+    ),
 )
 
 
