@@ -34,7 +34,7 @@ from aggregator.reconcile import (
     run_lock,
     utcnow,
 )
-from aggregator.repair_store import SAMPLES_INSERT, connected_channels, sample_rows
+from aggregator.repair_store import SAMPLES_INSERT, sample_rows, tracked_channels
 from aggregator.repairs import Sample, sample_interval
 from aggregator.schedule import cron_schedule, is_due
 from schema.events import parse_instant
@@ -55,12 +55,6 @@ ROLLUP_LAG = timedelta(seconds=RECONCILE_TIMEOUT_SECONDS + 10)
 # over several runs instead of one long one).
 ROLLUP_STEP = timedelta(days=7)
 ROLLUP = "category_days"
-
-
-async def tracked_channels(session: AsyncSession) -> list[str]:
-    """The channels streamfold polls and samples itself (reconciliation): connected
-    ones. Followed channels join this set once following exists."""
-    return await connected_channels(session)
 
 
 async def collect_once(

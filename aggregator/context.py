@@ -6,6 +6,8 @@ through ``state(ctx)`` and nothing else, so what a job may touch is typed in one
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +35,8 @@ class WorkerContext:
     twitch: TwitchClient
     owns_twitch: bool = True
     folder: Folder = field(init=False)
+    # The fold worker's long-running companions: the follow listener, the live publisher.
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.folder = Folder(self.sessions)
@@ -56,7 +60,23 @@ class WorkerContext:
         ctx[_KEY] = self
         return ctx
 
+    def start_live(self) -> None:
+        """Listen for outside groups' follows and publish the live-status outbox."""
+        from aggregator.follow_listener import FollowListener
+        from aggregator.live_publisher import LivePublisher
+
+        for runner in (
+            FollowListener(self.settings, self.sessions, self.twitch),
+            LivePublisher(self.settings, self.sessions, self.twitch),
+        ):
+            self.tasks.append(asyncio.create_task(runner.run()))
+
     async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(BaseException):
+                await task
         if self.owns_twitch:
             await self.twitch.aclose()
         await self.engine.dispose()

@@ -1,8 +1,9 @@
 """Reconciliation: every ``RECONCILE_INTERVAL_SECONDS``, make the database agree with Helix.
 
-One run: Get Streams for every connected channel (100 ids per call), repair sessions
-(``repairs.py`` decides, ``repair_store.py`` writes), store viewer samples, make Twitch's
-EventSub subscriptions match the connected channels, and mark chat gaps. Each run is a
+One run: Get Streams for every tracked channel, connected or followed (100 ids per call),
+repair sessions (``repairs.py`` decides, ``repair_store.py`` writes), store viewer
+samples, make Twitch's EventSub subscriptions match the tracked channels, and mark chat
+gaps (connected channels only: chat is collected for those alone). Each run is a
 ``job_runs`` row. Only one run at a time across all processes: a run holds a PostgreSQL
 session-level advisory lock on its own connection (released by PostgreSQL if the process
 dies), and a run that finds it taken is recorded as ``skipped``.
@@ -28,7 +29,7 @@ from aggregator.context import job_id as current_job_id
 from aggregator.context import state
 from aggregator.job_runs import fail_abandoned, finish_run, record_skipped, start_run
 from aggregator.metrics import count_run
-from aggregator.repair_store import connected_channels, repair_channels
+from aggregator.repair_store import repair_channels, tracked_channels
 from aggregator.repairs import LiveStream
 from aggregator.schedule import cron_schedule, is_due
 from schema.events import parse_instant
@@ -135,7 +136,7 @@ async def _run(
     counts = result.counts
     phase = time.monotonic()
     async with sessions() as session:
-        channels = await connected_channels(session)
+        channels = await tracked_channels(session)
     polled_at = clock()
     live = _live_streams(await twitch.get_streams(channels), set(channels))
     phase = _timed(counts, "streams_ms", phase)

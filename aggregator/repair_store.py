@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aggregator.live_changes import live_states, record_changes
 from aggregator.repairs import ChannelRepairs, KnownSession, LiveStream, Sample, plan_channel
 from aggregator.sessions import (
     lock_channels,
@@ -23,7 +24,12 @@ from aggregator.sessions import (
     set_estimate,
 )
 
-_CONNECTED = text("SELECT broadcaster_id FROM channels WHERE connected ORDER BY broadcaster_id")
+# Tracked channels: connected, or followed (sessions and viewer figures for those too).
+_TRACKED = text("""
+    SELECT broadcaster_id FROM channels c
+    WHERE connected OR EXISTS (SELECT 1 FROM follows f WHERE f.broadcaster_id = c.broadcaster_id)
+    ORDER BY broadcaster_id
+""")
 
 # Open sessions of the channels, and the sessions of the streams Helix lists, each with
 # its newest sample (a backward index scan from now to the session's start).
@@ -82,6 +88,7 @@ class RepairCounts:
     sessions_replaced: int = 0
     sessions_reopened: int = 0
     samples_stored: int = 0
+    live_changes: int = 0
     changed_channels: list[str] = field(default_factory=list)
 
     def add(self, repairs: ChannelRepairs) -> None:
@@ -91,8 +98,8 @@ class RepairCounts:
         self.sessions_reopened += repairs.reopened
 
 
-async def connected_channels(session: AsyncSession) -> list[str]:
-    return list((await session.execute(_CONNECTED)).scalars())
+async def tracked_channels(session: AsyncSession) -> list[str]:
+    return list((await session.execute(_TRACKED)).scalars())
 
 
 async def known_sessions(
@@ -134,6 +141,7 @@ async def repair_channels(
     changing = sorted(b for b, p in planned.items() if p.writes_sessions)
     if changing:
         await lock_channels(session, changing)
+        before = await live_states(session, changing)
         stream_ids = [live[b].stream_id for b in changing if b in live]
         planned.update(plans(await known_sessions(session, changing, stream_ids)))
         for broadcaster_id in changing:
@@ -142,6 +150,7 @@ async def repair_channels(
                 await _apply(session, broadcaster_id, repairs)
                 counts.add(repairs)
                 counts.changed_channels.append(broadcaster_id)
+        counts.live_changes = await record_changes(session, before, changing, source="reconcile")
     samples = [p.sample for p in planned.values() if p.sample is not None]
     counts.samples_stored = await _store_samples(session, samples, now)
     return counts

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aggregator.live_changes import live_states, record_changes
 from schema.events import StreamOffline, StreamOnline
 
 _LOCK_CHANNEL = text("SELECT pg_advisory_xact_lock(hashtext('sessions:' || :b))")
@@ -130,7 +131,8 @@ async def fold_stream_events(
     session: AsyncSession, onlines: Sequence[StreamOnline], offlines: Sequence[StreamOffline]
 ) -> None:
     """EventSub's facts: each online opens its stream's session, each offline is kept;
-    then the ends of every session those facts can touch are re-derived."""
+    then the ends of every session those facts can touch are re-derived, and each channel
+    whose live state moved gets its outbox row (``live_changes.py``)."""
     earliest: dict[str, datetime] = {}
     for online in onlines:
         b = online.broadcaster_id
@@ -141,6 +143,7 @@ async def fold_stream_events(
     if not earliest:
         return
     await lock_channels(session, earliest)
+    before = await live_states(session, earliest)
     for online in onlines:
         await session.execute(
             _OPEN_FROM_EVENTSUB,
@@ -161,6 +164,7 @@ async def fold_stream_events(
         )
     for broadcaster_id, since in sorted(earliest.items()):
         await recompute_session_ends(session, broadcaster_id, since)
+    await record_changes(session, before, earliest, source="eventsub")
 
 
 async def open_from_reconcile(

@@ -143,7 +143,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     """Build the worker's context once; ``twitch`` in ``ctx`` is the process's client
     when ``run`` starts two workers."""
     settings: Settings = ctx["settings"]
-    WorkerContext.open(settings, ctx["redis"], ctx.get("twitch")).attach(ctx)
+    work = WorkerContext.open(settings, ctx["redis"], ctx.get("twitch"))
+    work.attach(ctx)
+    if ctx.get("live", True):
+        work.start_live()
     log.info("worker.started", queue=settings.queue_name)
 
 
@@ -238,6 +241,8 @@ def periodic_worker_options(settings: Settings, **overrides: Any) -> dict[str, A
             "queue_read_limit": 4,
             "poll_delay": 0.5,
             "health_check_interval": 60,
+            # The fold worker listens for follows and publishes live status; one is enough.
+            "ctx": {**options["ctx"], "live": False},
         }
     )
     options.update(overrides)
@@ -317,12 +322,12 @@ async def _let_jobs_finish(workers: Sequence[Worker], grace: float) -> None:
 
 
 async def _run_until_stopped(settings: Settings, twitch: TwitchClient) -> None:
-    def ctx() -> dict[str, Any]:
-        return {"settings": settings, "twitch": twitch}
+    def ctx(**extra: Any) -> dict[str, Any]:
+        return {"settings": settings, "twitch": twitch, **extra}
 
     workers = [create_worker(settings, handle_signals=False, ctx=ctx())]
     if settings.twitch_client_secret is not None:  # nothing to poll without credentials
-        workers.append(create_periodic_worker(settings, handle_signals=False, ctx=ctx()))
+        workers.append(create_periodic_worker(settings, handle_signals=False, ctx=ctx(live=False)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -64,6 +64,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         finally:
             if ensure is not None:
                 ensure.cancel()
+            if (hub := getattr(app.state, "live_hub", None)) is not None:
+                await hub.close()
             await twitch.aclose()
             await redis.aclose()
             await engine.dispose()

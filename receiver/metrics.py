@@ -17,8 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schema import live
 from schema.jobs import failed_batches_key
 from schema.metrics import QUEUE_DEPTH, REGISTRY, refresh_queue_gauges
+from schema.twitch.client import BUDGET_KEY
 from schema.twitch.subscription_records import CHAT_BLOCKED_REASONS
 
 REQUEST_SECONDS = Histogram(
@@ -60,6 +62,40 @@ CHAT_BLOCKED = Gauge(
     ["reason"],
     registry=REGISTRY,
 )
+TRACKED = Gauge(
+    "streamfold_tracked_channels", "Channels tracked (connected or followed)", registry=REGISTRY
+)
+OUTBOX_DEPTH = Gauge(
+    "streamfold_live_outbox_unpublished", "Live-status changes not yet published", registry=REGISTRY
+)
+OUTBOX_AGE = Gauge(
+    "streamfold_live_outbox_oldest_seconds",
+    "Age of the oldest unpublished live-status change (0 when none)",
+    registry=REGISTRY,
+)
+LIVE_COUNTERS = Gauge(
+    "streamfold_live_events",
+    "Live-status counters of all workers: published_messages, follow_events, ...",
+    ["counter"],
+    registry=REGISTRY,
+)
+BUDGET = Gauge(
+    "streamfold_eventsub_cost",
+    "EventSub budget as Twitch last reported it: total_cost and max_total_cost",
+    ["figure"],
+    registry=REGISTRY,
+)
+SSE_CONNECTIONS = Gauge(
+    "streamfold_sse_connections", "Open /api/live/events streams of this process", registry=REGISTRY
+)
+_TRACKED = text("""
+    SELECT count(*) FROM channels c WHERE connected
+       OR EXISTS (SELECT 1 FROM follows f WHERE f.broadcaster_id = c.broadcaster_id)
+""")
+_OUTBOX = text("""
+    SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(changed_at)), 0) AS age
+    FROM live_outbox WHERE published_at IS NULL
+""")
 _CHAT_BLOCKED = text("""
     SELECT chat_revocation AS reason, count(*) AS n FROM channels
     WHERE connected AND chat_blocked GROUP BY 1
@@ -90,6 +126,20 @@ async def _chat_gauges(session: AsyncSession) -> None:
         CHAT_BLOCKED.labels(reason=row.reason or "unknown").set(row.n)
 
 
+async def _live_gauges(request: Request, session: AsyncSession) -> None:
+    TRACKED.set((await session.execute(_TRACKED)).scalar_one())
+    outbox = (await session.execute(_OUTBOX)).one()
+    OUTBOX_DEPTH.set(outbox.n)
+    OUTBOX_AGE.set(float(outbox.age))
+    hub = getattr(request.app.state, "live_hub", None)
+    SSE_CONNECTIONS.set(len(hub.connections) if hub is not None else 0)
+    redis = request.app.state.ctx.redis
+    for name, value in (await redis.hgetall(live.COUNTERS_KEY)).items():
+        LIVE_COUNTERS.labels(counter=name.decode()).set(int(value))
+    for name, value in (await redis.hgetall(BUDGET_KEY)).items():
+        BUDGET.labels(figure=name.decode()).set(int(value))
+
+
 async def metrics(request: Request) -> Response:
     ctx = request.app.state.ctx
     try:
@@ -103,6 +153,7 @@ async def metrics(request: Request) -> Response:
             DEAD_LETTERS.set(count.scalar_one())
             await _job_gauges(session)
             await _chat_gauges(session)
+            await _live_gauges(request, session)
     except Exception:
         DEAD_LETTERS.set(float("nan"))
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

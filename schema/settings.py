@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65_535)
     collect_top_streams: int = Field(default=100, ge=0, le=1_000)
     public_rate_limit: int = Field(default=120, ge=1, le=100_000)
+    live_batch_seconds: float = Field(default=1.0, ge=0, le=60)
 
     # Operational knobs beyond PRODUCT.md's table; defaults are what production wants.
     log_format: Literal["json", "console"] = "json"
@@ -70,6 +71,8 @@ class Settings(BaseSettings):
     worker_shutdown_grace_seconds: int = Field(default=20, ge=0, le=600)
     # The worker serves Prometheus metrics on this port (0: not at all).
     worker_metrics_port: int = Field(default=9100, ge=0, le=65_535)
+    # How many channels one signed-in user may follow (POST /api/follows answers 422 past it).
+    follow_limit: int = Field(default=100, ge=0, le=10_000)
 
     @field_validator("database_url")
     @classmethod

@@ -414,3 +414,53 @@ class JobRun(Base):
         Index(None, "job", "started_at"),
         CheckConstraint("outcome IN ('running', 'success', 'failed', 'skipped')", name="outcome"),
     )
+
+
+# -- follows and live status ----------------------------------------------------------------
+
+
+class Follow(Base):
+    """Someone who wants to know when a channel goes live: a signed-in user (``user``, a
+    ``twitch_users`` id) or an outside group following over Redis (``guild``, its id).
+    A channel with a follow is tracked: it gets stream.online/offline subscriptions."""
+
+    __tablename__ = "follows"
+
+    broadcaster_id: Mapped[str] = mapped_column(
+        ForeignKey("channels.broadcaster_id", ondelete="CASCADE"), primary_key=True
+    )
+    follower_kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    follower_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        Index(None, "follower_kind", "follower_id"),
+        CheckConstraint("follower_kind IN ('user', 'guild')", name="follower_kind"),
+    )
+
+
+class LiveChange(Base):
+    """The outbox of live status: one row per folded change of a channel's live state
+    (a session opened, closed, replaced), written in the fold's own transaction and
+    published on Redis after commit (``aggregator/live_publisher.py``). ``seq`` is the
+    SSE event id. ``announced``: part of a published message (false when a later change
+    of the same batch superseded it, or it repeated what was last published)."""
+
+    __tablename__ = "live_outbox"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    broadcaster_id: Mapped[str] = mapped_column(String(64))
+    online: Mapped[bool] = mapped_column(Boolean)
+    stream_id: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime | None]
+    title: Mapped[str | None] = mapped_column(Text)
+    game_name: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))  # eventsub | reconcile
+    changed_at: Mapped[datetime] = _now()
+    published_at: Mapped[datetime | None]
+    announced: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+    __table_args__ = (
+        Index(None, "broadcaster_id", "seq"),
+        Index("ix_live_outbox_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
+    )

@@ -187,6 +187,10 @@ class TwitchStandin:
         self.refused_by_bucket = 0  # 429s the bucket answered (not injected ones)
         self.chat_bans: set[tuple[str, str]] = set()  # (broadcaster id, banned user id)
         self.moving: dict[str, int] = {}  # user_id -> base viewers of a drifting audience
+        # The EventSub budget (PROTOCOL.md 3.6): a subscription costs 1 unless the
+        # broadcaster in its condition authorised the app; past the cap, creates are refused.
+        self.max_total_cost = 10_000
+        self.titles: dict[str, str] = {}  # user_id -> channel title when not live
         self.app = Starlette(
             routes=[
                 Route("/oauth2/authorize", self.authorize, methods=["GET", "POST"]),
@@ -195,6 +199,7 @@ class TwitchStandin:
                 Route("/oauth2/revoke", self.revoke, methods=["POST"]),
                 Route("/helix/users", self.helix_users),
                 Route("/helix/streams", self.helix_streams),
+                Route("/helix/channels", self.helix_channels),
                 Route(
                     "/helix/eventsub/subscriptions",
                     self.eventsub,
@@ -554,6 +559,32 @@ class TwitchStandin:
             self.after_top_page(int(request.query_params.get("after") or 0))
         return page
 
+    async def helix_channels(self, request: Request) -> Response:
+        if (refused := self._helix_gate(request, user_token_ok=True)) is not None:
+            return refused
+        ids = request.query_params.getlist("broadcaster_id")
+        if not 1 <= len(ids) <= 100:
+            return _error(400, "1-100 broadcaster_id")
+        data = [
+            {
+                "broadcaster_id": u.id,
+                "broadcaster_login": u.login,
+                "broadcaster_name": u.display_name,
+                "title": self.live.get(u.id, {}).get("title") or self.titles.get(u.id, ""),
+                "game_name": self.live.get(u.id, {}).get("game_name", ""),
+            }
+            for u in self.users.values()
+            if u.id in ids
+        ]
+        return JSONResponse({"data": data}, headers=request.state.ratelimit)
+
+    def total_cost(self) -> int:
+        return sum(s["cost"] for s in self.subscriptions.values() if s["status"] in LIVE)
+
+    def _cost_of(self, condition: dict[str, str]) -> int:
+        broadcaster = condition.get("broadcaster_user_id")
+        return 0 if broadcaster is None or broadcaster in self.grants else 1
+
     async def eventsub(self, request: Request) -> Response:
         if (refused := self._helix_gate(request)) is not None:
             return refused
@@ -584,7 +615,11 @@ class TwitchStandin:
             subs = [s for s in subs if s["id"] == q["subscription_id"]]
         response = self._page(request, subs, self.page_size)
         body = msgspec.json.decode(bytes(response.body))
-        body |= {"total": len(self.subscriptions), "total_cost": 0, "max_total_cost": 10_000}
+        body |= {
+            "total": len(self.subscriptions),
+            "total_cost": self.total_cost(),
+            "max_total_cost": self.max_total_cost,
+        }
         return JSONResponse(body, headers=request.state.ratelimit)
 
     async def _create_subscription(self, request: Request) -> Response:
@@ -604,6 +639,9 @@ class TwitchStandin:
         for existing in self.live_subscriptions():
             if existing["type"] == sub_type and existing["condition"] == condition:
                 return _error(409, "subscription already exists")
+        cost = self._cost_of(condition)
+        if cost and self.total_cost() + cost > self.max_total_cost:
+            return _error(429, "max total cost exceeded")
         sub = {
             "id": str(uuid.uuid4()),
             "status": "webhook_callback_verification_pending",
@@ -612,7 +650,7 @@ class TwitchStandin:
             "condition": condition,
             "created_at": _now_rfc3339(),
             "transport": {"method": "webhook", "callback": callback},
-            "cost": 0,
+            "cost": cost,
         }
         self.subscriptions[sub["id"]] = sub
         self.secrets[sub["id"]] = secret
@@ -622,8 +660,8 @@ class TwitchStandin:
         body = {
             "data": [sub],
             "total": len(self.subscriptions),
-            "total_cost": 0,
-            "max_total_cost": 10_000,
+            "total_cost": self.total_cost(),
+            "max_total_cost": self.max_total_cost,
         }
         return JSONResponse(body, status_code=202, headers=request.state.ratelimit)
 

@@ -63,6 +63,8 @@ class Operation:
     body: type | None = None  # the JSON request body's shape
     csv: type | None = None  # the row shape when the route also speaks CSV
     errors: tuple[int, ...] = field(default=(401, 403, 422))
+    # False for operations where a channel we never heard of is an answer, not a 404.
+    channel_must_exist: bool = True
 
     @property
     def operation_id(self) -> str:
@@ -94,6 +96,7 @@ def endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
             token_id = params.token_id(path["token_id"]) if "token_id" in path else None
             if (
                 broadcaster_id is not None
+                and op.channel_must_exist
                 and await session.scalar(_CHANNEL_EXISTS, {"b": broadcaster_id}) is None
             ):
                 raise NotFound(f"no channel {broadcaster_id}")

@@ -106,3 +106,26 @@ class TokenList(msgspec.Struct, frozen=True):
 class Error(msgspec.Struct, frozen=True):
     error: str
     detail: str
+
+
+class FollowRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Name the channel by `broadcaster_id` or by `login` (one of the two)."""
+
+    broadcaster_id: Annotated[str, msgspec.Meta(pattern="^[0-9]{1,64}$")] | None = None
+    login: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_]{1,25}$")] | None = None
+
+
+class Followed(msgspec.Struct, frozen=True):
+    """A channel I follow. `subscriptions_pending`: Twitch could not be reached just now;
+    the next reconciliation creates (or deletes) its subscriptions."""
+
+    broadcaster_id: Id
+    login: str | None
+    display_name: str | None
+    following: bool
+    subscriptions_pending: bool = False
+
+
+class FollowList(msgspec.Struct, frozen=True):
+    follows: list[Followed]
+    limit: Count

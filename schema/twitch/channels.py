@@ -23,8 +23,9 @@ from schema.twitch.tokens import TokenCipher, load_tokens, purge_tokens
 log = get_logger("schema.twitch.channels")
 
 # Tables of per-channel aggregates that ``purge`` deletes: every table keyed by
-# broadcaster_id except the channel itself and our subscription records (handled apart).
-_KEEP = {"channels", "eventsub_subscriptions"}
+# broadcaster_id except the channel itself, our subscription records (handled apart) and
+# its followers (theirs, not the streamer's).
+_KEEP = {"channels", "eventsub_subscriptions", "follows"}
 AGGREGATE_TABLES = tuple(
     sorted(
         t.name
@@ -112,7 +113,14 @@ async def disconnect_channel(
         await _revoke_tokens(session, twitch, broadcaster_id)
     await purge_tokens(session, broadcaster_id, "streamer")
     await revoke_api_tokens(session, broadcaster_id)
-    deleted, pending = await delete_channel_subscriptions(session, twitch, broadcaster_id)
+    followed = await session.scalar(
+        text("SELECT 1 FROM follows WHERE broadcaster_id = :id LIMIT 1"), {"id": broadcaster_id}
+    )
+    # Still followed: the channel stays tracked, so its online/offline subscriptions stay.
+    keep = frozenset({"stream.online", "stream.offline"}) if followed else frozenset()
+    deleted, pending = await delete_channel_subscriptions(
+        session, twitch, broadcaster_id, keep_types=keep
+    )
     if purge:
         for table in AGGREGATE_TABLES:
             await session.execute(
@@ -131,13 +139,22 @@ async def disconnect_channel(
 
 
 async def delete_channel_subscriptions(
-    session: AsyncSession, twitch: TwitchClient, broadcaster_id: str
+    session: AsyncSession,
+    twitch: TwitchClient,
+    broadcaster_id: str,
+    *,
+    keep_types: frozenset[str] = frozenset(),
 ) -> tuple[int, bool]:
-    """Delete every subscription naming the channel, at Twitch and in our records.
-    Returns (deleted, pending): pending when Twitch could not be reached."""
+    """Delete every subscription naming the channel (but those of ``keep_types``), at
+    Twitch and in our records. Returns (deleted, pending): pending when Twitch could not
+    be reached."""
     try:
         listed = await twitch.list_subscriptions(user_id=broadcaster_id)
-        ours = [s for s in listed if s.condition.get("broadcaster_user_id") == broadcaster_id]
+        ours = [
+            s
+            for s in listed
+            if s.condition.get("broadcaster_user_id") == broadcaster_id and s.type not in keep_types
+        ]
         deleted = 0
         for sub in ours:
             deleted += int(await twitch.delete_subscription(sub.id))
@@ -148,8 +165,9 @@ async def delete_channel_subscriptions(
         return 0, True
     await forget(session, [s.id for s in ours])
     await session.execute(
-        text("DELETE FROM eventsub_subscriptions WHERE broadcaster_id = :id"),
-        {"id": broadcaster_id},
+        text("""DELETE FROM eventsub_subscriptions
+                WHERE broadcaster_id = :id AND NOT (type = ANY(:keep))"""),
+        {"id": broadcaster_id, "keep": sorted(keep_types)},
     )
     return deleted, False
 

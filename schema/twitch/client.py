@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import httpx
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from schema.events import LIVE_STATUSES, Subscription
 from schema.settings import Settings
@@ -26,6 +27,7 @@ from schema.twitch.errors import (
 )
 from schema.twitch.models import (
     AppToken,
+    ChannelInfo,
     Page,
     Stream,
     SubscriptionCreated,
@@ -39,6 +41,8 @@ T = TypeVar("T")
 
 HELIX_PAGE_IDS = 100  # Get Streams / Get Users take at most 100 ids per call (6.2, 6.3)
 _TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# Redis hash of the EventSub budget: total_cost and max_total_cost, as Twitch last said.
+BUDGET_KEY = "streamfold:eventsub:budget"
 
 
 class TwitchClient:
@@ -130,6 +134,13 @@ class TwitchClient:
                     break
         return list(streams.values())
 
+    async def get_channels(self, broadcaster_ids: Sequence[str]) -> list[ChannelInfo]:
+        """Title and category of each channel, live or not (Get Channel Information)."""
+        channels: list[ChannelInfo] = []
+        for chunk in _chunks([("broadcaster_id", b) for b in broadcaster_ids], HELIX_PAGE_IDS):
+            channels += await self._get_all("/channels", chunk, ChannelInfo)
+        return channels
+
     async def list_subscriptions(
         self, *, status: str | None = None, type: str | None = None, user_id: str | None = None
     ) -> list[Subscription]:
@@ -160,6 +171,7 @@ class TwitchClient:
         response = await self.transport.send("POST", url, endpoint=endpoint, json=body)
         if response.status_code == 202:
             page = msgspec.json.decode(response.content, type=Page)
+            await self._note_budget(page)
             created = msgspec.convert(page.data[0], Subscription)
             return SubscriptionCreated(subscription=created)
         if response.status_code == 409:
@@ -246,6 +258,18 @@ class TwitchClient:
 
     # -- internals ------------------------------------------------------------------------
 
+    async def _note_budget(self, page: Page) -> None:
+        """Keep Twitch's latest word on the subscription budget where every process
+        (metrics, the follow API) reads it."""
+        if page.total_cost is None or page.max_total_cost is None or self.redis is None:
+            return
+        # A figure for operators and follows; the next create or list writes it again.
+        with contextlib.suppress(RedisError):
+            await self.redis.hset(  # type: ignore[misc]
+                BUDGET_KEY,
+                mapping={"total_cost": page.total_cost, "max_total_cost": page.max_total_cost},
+            )
+
     async def _fetch_app_token(self) -> tuple[str, int]:
         response = await self._token_request({"grant_type": "client_credentials"}, "app token")
         if response.status_code != 200:
@@ -279,6 +303,7 @@ class TwitchClient:
             if response.status_code != 200:
                 raise rejected(response, path)
             page = msgspec.json.decode(response.content, type=Page)
+            await self._note_budget(page)
             for raw in page.data:
                 yield msgspec.convert(raw, item)
             cursor = page.cursor

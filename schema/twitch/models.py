@@ -38,6 +38,18 @@ class Stream(msgspec.Struct, frozen=True):
     thumbnail_url: str = ""
 
 
+class ChannelInfo(msgspec.Struct, frozen=True):
+    """Get Channel Information: the title and category as the streamer set them now
+    (Get Streams lags a minute behind a stream's start)."""
+
+    broadcaster_id: str
+    broadcaster_login: str = ""
+    broadcaster_name: str = ""
+    title: str = ""
+    game_name: str = ""
+
+
+
 class SubscriptionCreated(msgspec.Struct, frozen=True):
     subscription: Subscription
     # True when Twitch answered 409 and the existing subscription was adopted instead.
@@ -76,10 +88,13 @@ class Validation(msgspec.Struct, frozen=True):
 
 
 class Page(msgspec.Struct, frozen=True):
-    """One page of a Helix list: ``data`` decoded later into the item type."""
+    """One page of a Helix list: ``data`` decoded later into the item type. EventSub's
+    create and list answers also carry the subscription budget (PROTOCOL.md 3.6)."""
 
     data: list[Any]
     pagination: dict[str, Any] = msgspec.field(default_factory=dict)
+    total_cost: int | None = None
+    max_total_cost: int | None = None
 
     @property
     def cursor(self) -> str | None:

@@ -1,9 +1,9 @@
 """Which EventSub subscriptions we want, and making Twitch's list match.
 
-What we want is derived from the database (connected channels, the bot account); what
-Twitch has is its list. ``sync_subscriptions`` makes the two agree; the OAuth callback,
-``streamfold subscriptions sync`` and reconciliation all call it. The records themselves
-are written by ``schema/twitch/subscription_records.py``.
+What we want is derived from the database (tracked channels: connected or followed; the
+bot account); what Twitch has is its list. ``sync_subscriptions`` makes the two agree;
+the OAuth callback, follows, ``streamfold subscriptions sync`` and reconciliation call
+it. The records themselves are written by ``schema/twitch/subscription_records.py``.
 """
 
 from __future__ import annotations
@@ -108,6 +108,35 @@ class SyncReport:
         return out
 
 
+# Tracked channels: connected by their streamer, or followed by someone.
+_TRACKED = """
+    SELECT broadcaster_id, connected, chat_blocked, chat_revocation FROM channels
+    WHERE (connected OR EXISTS (SELECT 1 FROM follows f
+                                WHERE f.broadcaster_id = channels.broadcaster_id))
+"""
+_SYNC_LOCK = "SELECT {}(hashtext('streamfold'), hashtext('subscription-sync'))"
+
+
+async def lock_sync(session: AsyncSession, *, broadcaster_id: str | None) -> None:
+    """Until the transaction ends: a sync of every channel excludes every other sync; a
+    sync of one channel (a follow, a connect) excludes only the whole-list sync and, by
+    the channel's row lock, other syncs of that channel. Without it the whole-list sync
+    could read the follows, then list a subscription a follow just created, and delete
+    it as an orphan. Followers take the same locks in the same order (``follows.py``)."""
+    if broadcaster_id is None:
+        await session.execute(text(_SYNC_LOCK.format("pg_advisory_xact_lock")))
+        return
+    await lock_sync_shared(session)
+    await session.execute(
+        text("SELECT 1 FROM channels WHERE broadcaster_id = :b FOR UPDATE"), {"b": broadcaster_id}
+    )
+
+
+async def lock_sync_shared(session: AsyncSession) -> None:
+    """The shared side of ``lock_sync``, taken before any channel row lock."""
+    await session.execute(text(_SYNC_LOCK.format("pg_advisory_xact_lock_shared")))
+
+
 @dataclass(frozen=True, slots=True)
 class Desired:
     """What Twitch should have, and what is left out on purpose (with why)."""
@@ -124,12 +153,15 @@ async def desired_subscriptions(
     A channel whose chat is blocked (``channels.chat_blocked``) gets no chat subscription:
     Twitch would refuse it on every sync until a person acts."""
     bot_id = await connected_bot_id(session, settings.bot_user_id)
-    query = "SELECT broadcaster_id, chat_blocked, chat_revocation FROM channels WHERE connected"
+    query = _TRACKED
     params: dict[str, str] = {}
     if broadcaster_id is not None:
         query += " AND broadcaster_id = :b"
         params["b"] = broadcaster_id
-    channels = (await session.execute(text(query + " ORDER BY 1"), params)).all()
+    tracked = (await session.execute(text(query + " ORDER BY 1"), params)).all()
+    # A followed channel nobody connected gets online/offline only: chat needs consent.
+    channels = [c for c in tracked if c.connected]
+    followed_only = [c.broadcaster_id for c in tracked if not c.connected]
     wanted = (
         [] if broadcaster_id is not None else app_subscriptions(settings.twitch_client_id or "")
     )
@@ -140,6 +172,8 @@ async def desired_subscriptions(
         wanted += channel_subscriptions(
             channel.broadcaster_id, None if channel.chat_blocked else bot_id
         )
+    for followed in followed_only:
+        wanted += channel_subscriptions(followed, None)
     notes = []
     if bot_id is None and channels:
         notes.append(
@@ -181,6 +215,7 @@ async def sync_subscriptions(
     Never deletes everything to start over: events would be lost meanwhile. Twitch being
     unavailable raises ``TwitchUnavailable``; a refused create is reported, not raised.
     """
+    await lock_sync(session, broadcaster_id=broadcaster_id)
     if retry_blocked:
         await unblock_chat(session, broadcaster_id=broadcaster_id)
     desired = await desired_subscriptions(session, settings, broadcaster_id=broadcaster_id)

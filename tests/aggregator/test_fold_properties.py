@@ -86,7 +86,7 @@ async def _fold(database_url: str, batches: list[list[Delivery]]) -> dict[str, A
             await session.execute(
                 text(
                     "TRUNCATE stream_sessions, stream_offlines, chat_messages, chatter_hours, "
-                    "channel_hours, folded_messages, channels, dead_letters"
+                    "channel_hours, folded_messages, channels, follows, dead_letters, live_outbox"
                 )
             )
         for batch in batches:

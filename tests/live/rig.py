@@ -1,0 +1,92 @@
+"""Helpers for the live-status tests: a signed-in follower, a running fold worker (with
+its follow listener and live publisher), a subscriber on the outgoing channels."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+
+from aggregator.worker import create_worker
+from schema import live
+from schema.settings import Settings
+from tests.conftest import eventually
+from tests.connected import Connected
+from tests.receiver.people import add_user, sign_in
+
+
+async def follower(env: Connected, user_id: str, login: str) -> dict[str, str]:
+    await add_user(env.sessions, user_id, login, streamer=False)
+    return await sign_in(env.sessions, env.settings, user_id)
+
+
+async def subscription_types(env: Connected, broadcaster_id: str) -> list[str]:
+    await env.standin.settled()
+    return sorted(
+        s["type"]
+        for s in env.standin.live_subscriptions()
+        if s["condition"].get("broadcaster_user_id") == broadcaster_id
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[None]:
+    """A fold worker that keeps running (its listener and publisher with it)."""
+    worker = create_worker(settings, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    probe = Redis.from_url(settings.redis_url or "")
+    try:
+
+        async def listening() -> bool:
+            counts = await probe.pubsub_numsub(live.FOLLOW_CHANNEL)
+            return bool(counts and counts[0][1] >= 1)
+
+        await eventually(listening, within=15)
+        yield
+    finally:
+        await worker.close()
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        await probe.aclose()
+
+
+class Subscriber:
+    """Collects what is published on streams.online / streams.offline."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis = Redis.from_url(redis_url)
+        self.messages: list[tuple[str, dict[str, Any], float]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Subscriber:
+        self.pubsub = self.redis.pubsub()
+        await self.pubsub.subscribe(live.ONLINE_CHANNEL, live.OFFLINE_CHANNEL)
+        self._task = asyncio.create_task(self._collect())
+        return self
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        async for message in self.pubsub.listen():
+            if message["type"] == "message":
+                body = msgspec.json.decode(message["data"])
+                self.messages.append((message["channel"].decode(), body, loop.time()))
+
+    def about(self, broadcaster_id: str) -> list[tuple[str, dict[str, Any], float]]:
+        return [
+            m
+            for m in self.messages
+            if any(s["ChannelId"] == broadcaster_id for s in m[1]["Streams"])
+        ]
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        await self.pubsub.aclose()
+        await self.redis.aclose()
