@@ -19,13 +19,21 @@ Section = Callable[..., list[Row]]
 
 
 def _sections() -> dict[str, Section]:
-    from bench import e2e_bench, fold_bench, query_bench, receiver_bench, reconcile_bench
+    from bench import (
+        discovery_bench,
+        e2e_bench,
+        fold_bench,
+        query_bench,
+        receiver_bench,
+        reconcile_bench,
+    )
 
     return {
         "receiver": receiver_bench.run,
         "fold": fold_bench.run,
         "e2e": e2e_bench.run,
         "queries": query_bench.run,
+        "discovery": discovery_bench.run,
         "reconcile": reconcile_bench.run,
         "scaling": fold_bench.run_scaling,
     }
