@@ -55,6 +55,11 @@ ROLLUP_LAG = timedelta(seconds=RECONCILE_TIMEOUT_SECONDS + 10)
 # over several runs instead of one long one).
 ROLLUP_STEP = timedelta(days=7)
 ROLLUP = "category_days"
+# The public routes' preset windows (``window=24h|7d|30d|90d``): their category tables
+# are precomputed with each rollup, other windows are summed from the rollup on request.
+CATEGORY_WINDOWS = (
+    timedelta(hours=24), timedelta(days=7), timedelta(days=30), timedelta(days=90),
+)  # fmt: skip
 
 
 async def collect_once(
@@ -126,6 +131,7 @@ async def _run(
             session, [s.user_id for s in collected], sorted(tracked), polled_at, interval
         )
         counts["rollup_rows"] = await _roll_up(session, polled_at - ROLLUP_LAG)
+        counts["category_windows"] = await _refresh_windows(session, polled_at)
 
 
 def _live(stream: Stream) -> bool:
@@ -356,6 +362,38 @@ async def _roll_up(session: AsyncSession, upto: datetime) -> int:
     rows = await session.execute(_ROLL_UP, {"since": since, "until": until})
     await session.execute(_SET_MARK, {"name": ROLLUP, "upto": until})
     return len(rows.all())
+
+
+# The public category table of each preset window, as of the rollup's mark, over the
+# same whole UTC days the route would read (``receiver/reads/discovery.py``).
+_REFRESH_WINDOWS = [
+    text("DELETE FROM category_windows"),
+    text("""
+    INSERT INTO category_windows (seconds_back, game_id, since_day, upto, seconds,
+                                  viewer_seconds, peak_viewers, channels)
+    SELECT w.seconds_back, d.game_id, w.since_day, m.upto, sum(d.seconds),
+           sum(d.viewer_seconds), max(d.peak_viewers), count(DISTINCT d.broadcaster_id)
+    FROM rollup_marks m,
+         (SELECT s AS seconds_back,
+                 date_trunc('day', (CAST(:now AS timestamptz) - s * interval '1 second')
+                                   AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS since_day
+          FROM unnest(CAST(:windows AS int[])) AS s) AS w
+    JOIN category_days d ON d.day >= w.since_day AND d.game_id <> ''
+    WHERE m.name = :name
+    GROUP BY w.seconds_back, w.since_day, m.upto, d.game_id
+    """),
+]
+
+
+async def _refresh_windows(session: AsyncSession, now: datetime) -> int:
+    """Recompute ``category_windows`` in the rollup's transaction, so the tables and the
+    mark they were computed at always agree."""
+    windows = [int(w.total_seconds()) for w in CATEGORY_WINDOWS]
+    await session.execute(_REFRESH_WINDOWS[0])
+    result = await session.execute(
+        _REFRESH_WINDOWS[1], {"now": now, "windows": windows, "name": ROLLUP}
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # -- the arq cron job ---------------------------------------------------------------------

@@ -19,7 +19,8 @@ from bench.loadgen import Connection
 
 
 def request(port: int, path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n".encode()
+    head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
+    return head.encode()
 
 
 async def run(config: dict[str, object]) -> dict[str, object]:

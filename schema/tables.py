@@ -314,7 +314,10 @@ class ViewerSample(Base):
     thumbnail_url: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
 
-    __table_args__ = (Index(None, "sampled_at"),)
+    # BRIN: samples arrive in time order; a B-tree on time alone misled the live-now join.
+    __table_args__ = (
+        Index("ix_viewer_samples_sampled_at_brin", "sampled_at", postgresql_using="brin"),
+    )
 
 
 # -- discovery ----------------------------------------------------------------------------
@@ -386,6 +389,27 @@ class CategoryDay(Base):
     peak_viewers: Mapped[int] = mapped_column(Integer)
 
     __table_args__ = (Index(None, "broadcaster_id", "day"),)
+
+
+class CategoryWindow(Base):
+    """The category table of one preset window (``seconds_back``), as of the rollup's
+    mark ``upto``, over whole UTC days from ``since_day``: refreshed with the rollup, so
+    the public table reads at most a few hundred rows instead of a month of rollup."""
+
+    __tablename__ = "category_windows"
+
+    seconds_back: Mapped[int] = mapped_column(Integer, primary_key=True)
+    game_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    since_day: Mapped[datetime]
+    upto: Mapped[datetime]
+    seconds: Mapped[int] = mapped_column(BigInteger)
+    viewer_seconds: Mapped[int] = mapped_column(BigInteger)
+    peak_viewers: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_category_windows_rank", "seconds_back", text("viewer_seconds DESC"), "game_id"),
+    )
 
 
 class RollupMark(Base):
