@@ -24,6 +24,7 @@ from arq.worker import Worker, func
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from aggregator.chatter_rollup import rollup_cron
 from aggregator.collector import collect_cron
 from aggregator.context import WorkerContext, job_id, job_try, state
 from aggregator.disconnects import DISCONNECT_MAX_TRIES, disconnect_user, enqueue_disconnects
@@ -234,7 +235,12 @@ def periodic_worker_options(settings: Settings, **overrides: Any) -> dict[str, A
             "functions": [],
             "cron_jobs": [
                 dataclasses.replace(c, coroutine=instrumented(c.name, c.coroutine))
-                for c in (reconcile_cron(settings), collect_cron(settings), upkeep_cron())
+                for c in (
+                    reconcile_cron(settings),
+                    collect_cron(settings),
+                    upkeep_cron(),
+                    rollup_cron(),
+                )
             ],
             "queue_name": periodic_queue(settings),
             "max_jobs": 4,

@@ -16,6 +16,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -276,6 +277,28 @@ class ChannelHour(Base):
     hour: Mapped[datetime] = mapped_column(primary_key=True)
     chat_messages: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     unique_chatters: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class ChatterKey(Base):
+    """A dense integer for each chatter id ever rolled up, so chatter sets are bitmaps."""
+
+    __tablename__ = "chatter_keys"
+
+    chatter_key: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    chatter_id: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class ChatterSet(Base):
+    """The chatters of one channel in one UTC hour, day or month (``schema/chatter_sets.py``):
+    a roaring bitmap of ``chatter_keys``, and how many ``chatter_hours`` rows built it."""
+
+    __tablename__ = "chatter_sets"
+
+    broadcaster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(primary_key=True)
+    period_end: Mapped[datetime] = mapped_column(primary_key=True)
+    chatter_hours: Mapped[int] = mapped_column(Integer)
+    chatters: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ChatGap(Base):

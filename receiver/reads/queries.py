@@ -5,24 +5,32 @@ the frontend depends on them).
 Used by the JSON API, the pages and ``streamfold show``. The sessions and hourly queries
 name their columns after their shape's fields, so a row becomes its shape by name.
 
-Chat figures are exact over any window: whole hours come from ``chatter_hours``, the
-partial hours at a window's edges from ``chat_messages``, and distinct chatters are
-counted over the union of both, never summed from smaller windows.
+Chat figures are exact over any window (``receiver/reads/chat_totals.py``): distinct
+chatters are the union of chatter sets, chatter-hours and edge messages, never summed
+from smaller windows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from receiver.reads.chat_totals import (
+    HOUR,
+    ChatTotals,
+    ceil_hour,
+    chat_totals,
+    chat_totals_many,
+    floor_hour,
+)
 from receiver.reads.fields import Count, Id, Instant
 
-HOUR = timedelta(hours=1)
+__all__ = ["HOUR", "ChatTotals", "ceil_hour", "chat_totals", "floor_hour"]
+
 
 # Live time is counted in whole seconds, one way everywhere: each session's start and stop
 # are floored to the second first, then durations, hour shares and window totals are
@@ -31,86 +39,10 @@ HOUR = timedelta(hours=1)
 # not (0.6 s + 0.6 s of two hours round to 2 s of a 1 s session).
 
 
-def floor_hour(t: datetime) -> datetime:
-    t = t.astimezone(UTC)
-    return t.replace(minute=0, second=0, microsecond=0)
-
-
-def ceil_hour(t: datetime) -> datetime:
-    floored = floor_hour(t)
-    return floored if floored == t else floored + HOUR
-
-
 # A channel's sessions never overlap (a new stream closes the open one at its start), so of
 # those that began before a window only the latest can reach into it. Starting the index
 # range (broadcaster_id, started_at) there reads the window's sessions, not the channel's
 # whole history. The three session reads below share this lower bound.
-
-
-@dataclass(frozen=True, slots=True)
-class ChatTotals:
-    chat_messages: int
-    unique_chatters: int
-
-
-# Messages of whole hours come from ``channel_hours`` (one row an hour); distinct chatters
-# from a hashed UNION of ``chatter_hours`` and the edge messages, which PostgreSQL answers
-# from the primary key and the (broadcaster_id, sent_at) index.
-_CHAT_TOTALS = text("""
-    SELECT
-        (SELECT coalesce(sum(chat_messages), 0) FROM channel_hours
-         WHERE broadcaster_id = :b AND hour >= :full_from AND hour < :full_to)
-        + (SELECT count(*) FROM chat_messages
-           WHERE broadcaster_id = :b AND sent_at >= :since AND sent_at < :head_to)
-        + (SELECT count(*) FROM chat_messages
-           WHERE broadcaster_id = :b AND sent_at >= :tail_from AND sent_at < :until) AS messages,
-        (SELECT count(*) FROM (
-            SELECT chatter_id FROM chatter_hours
-            WHERE broadcaster_id = :b AND hour >= :full_from AND hour < :full_to
-            UNION
-            SELECT chatter_id FROM chat_messages
-            WHERE broadcaster_id = :b AND sent_at >= :since AND sent_at < :head_to
-            UNION
-            SELECT chatter_id FROM chat_messages
-            WHERE broadcaster_id = :b AND sent_at >= :tail_from AND sent_at < :until
-        ) AS x) AS chatters
-""")
-
-
-_ROOMY_HASH = text("SET LOCAL work_mem = '32MB'")
-
-
-async def chat_totals(
-    session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime
-) -> ChatTotals:
-    """Messages and distinct chatters of one channel in ``[since, until)``, exactly."""
-    if until <= since:
-        return ChatTotals(0, 0)
-    full_from, full_to = ceil_hour(since), floor_hour(until)
-    if full_from >= full_to:  # no whole hour inside: read the messages themselves
-        full_from = full_to = since
-        head_to, tail_from = until, until
-    else:
-        head_to, tail_from = full_from, full_to
-    # The distinct set of a busy channel over weeks is tens of thousands of ids; with the
-    # default 4 MB PostgreSQL sorts it on disk (measured 190 ms vs 50-80 ms hashed in
-    # memory for 72,500 chatter-hours). SET LOCAL ends with the caller's transaction.
-    await session.execute(_ROOMY_HASH)
-    row = (
-        await session.execute(
-            _CHAT_TOTALS,
-            {
-                "b": broadcaster_id,
-                "full_from": full_from,
-                "full_to": full_to,
-                "since": since,
-                "head_to": head_to,
-                "tail_from": tail_from,
-                "until": until,
-            },
-        )
-    ).one()
-    return ChatTotals(int(row.messages), int(row.chatters))
 
 
 # -- sessions -----------------------------------------------------------------------------
@@ -136,10 +68,9 @@ class Session(msgspec.Struct, frozen=True):
     chat_complete: bool
 
 
-# One round trip for a whole page: the page is cut first (keyset on (started_at, id), index
-# (broadcaster_id, started_at)), then each session's viewer samples and exact chat totals
-# are read beside it, split like ``chat_totals``: whole hours from ``chatter_hours``, the
-# partial hours at both ends from ``chat_messages``. Samples are bounded in time so the
+# The page is cut first (keyset on (started_at, id), index (broadcaster_id, started_at)),
+# then each session's viewer samples are read beside it; the page's exact chat totals
+# follow in one batch (``chat_totals_many``). Samples are bounded in time so the
 # primary key (broadcaster_id, sampled_at) finds them; the hour of slack after the end keeps
 # the samples Helix still reports for a stream shortly after it went offline.
 _SESSIONS = text("""
@@ -157,19 +88,6 @@ _SESSIONS = text("""
                   < (CAST(:before_start AS timestamptz), CAST(:before_id AS text)))
         ORDER BY s.started_at DESC, s.id DESC
         LIMIT :limit
-    ), edges AS (
-        SELECT p.*,
-               CASE WHEN date_trunc('hour', p.started_at, 'UTC') = p.started_at
-                    THEN p.started_at
-                    ELSE date_trunc('hour', p.started_at, 'UTC') + interval '1 hour'
-               END AS full_from,
-               date_trunc('hour', p.stop, 'UTC') AS full_to
-        FROM page p
-    ), spans AS (
-        SELECT e.*,
-               CASE WHEN e.full_from < e.full_to THEN e.full_from ELSE e.stop END AS head_to,
-               CASE WHEN e.full_from < e.full_to THEN e.full_to ELSE e.stop END AS tail_from
-        FROM edges e
     )
     SELECT sp.id, sp.broadcaster_id, sp.started_at, sp.ended_at, sp.started_by, sp.ended_by,
            extract(epoch FROM date_trunc('second', sp.stop, 'UTC')
@@ -177,14 +95,14 @@ _SESSIONS = text("""
                AS duration_seconds,
            coalesce(sp.title, v.title) AS title, coalesce(sp.game_name, v.game_name) AS game_name,
            v.peak AS peak_viewers, v.avg AS avg_viewers, v.watched AS hours_watched,
-           c.messages AS chat_messages, c.chatters AS unique_chatters,
+           sp.stop,
            NOT EXISTS (
                SELECT 1 FROM chat_gaps g
                WHERE (g.broadcaster_id = sp.broadcaster_id OR g.broadcaster_id IS NULL)
                  AND g.started_at < sp.stop
                  AND coalesce(g.ended_at, 'infinity') > sp.started_at
            ) AS chat_complete
-    FROM spans sp
+    FROM page sp
     LEFT JOIN LATERAL (
         SELECT max(viewer_count) AS peak, avg(viewer_count)::float AS avg,
                (sum(viewer_count::bigint * interval_seconds) / 3600.0)::float AS watched,
@@ -194,21 +112,6 @@ _SESSIONS = text("""
         WHERE broadcaster_id = sp.broadcaster_id AND stream_id = sp.id
           AND sampled_at >= sp.started_at AND sampled_at < sp.stop + interval '1 hour'
     ) v ON true
-    LEFT JOIN LATERAL (
-        SELECT coalesce(sum(n), 0) AS messages, count(DISTINCT chatter_id) AS chatters FROM (
-            SELECT chatter_id, messages AS n FROM chatter_hours
-            WHERE broadcaster_id = sp.broadcaster_id
-              AND hour >= sp.full_from AND hour < sp.full_to
-            UNION ALL
-            SELECT chatter_id, 1 FROM chat_messages
-            WHERE broadcaster_id = sp.broadcaster_id
-              AND sent_at >= sp.started_at AND sent_at < sp.head_to
-            UNION ALL
-            SELECT chatter_id, 1 FROM chat_messages
-            WHERE broadcaster_id = sp.broadcaster_id
-              AND sent_at >= sp.tail_from AND sent_at < sp.stop
-        ) AS x
-    ) c ON true
     ORDER BY sp.started_at DESC, sp.id DESC
 """)
 
@@ -241,7 +144,15 @@ async def sessions(
             },
         )
     ).all()
-    return [Session(**r._mapping) for r in rows]
+    chat = await chat_totals_many(session, broadcaster_id, [(r.started_at, r.stop) for r in rows])
+    return [
+        Session(
+            **{k: v for k, v in r._mapping.items() if k != "stop"},
+            chat_messages=c.chat_messages,
+            unique_chatters=c.unique_chatters,
+        )
+        for r, c in zip(rows, chat, strict=True)
+    ]
 
 
 # -- hourly rows --------------------------------------------------------------------------

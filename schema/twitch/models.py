@@ -49,7 +49,6 @@ class ChannelInfo(msgspec.Struct, frozen=True):
     game_name: str = ""
 
 
-
 class SubscriptionCreated(msgspec.Struct, frozen=True):
     subscription: Subscription
     # True when Twitch answered 409 and the existing subscription was adopted instead.

@@ -1,0 +1,239 @@
+"""Exact chat figures of a channel over any windows: messages and distinct chatters.
+
+A window's whole hours are covered by the largest current chatter sets (a month, else its
+days, else their hours; ``schema/chatter_sets.py``), an hour without a current set by its
+``chatter_hours`` rows, and the partial hours at the window's edges by ``chat_messages``.
+Distinct chatters are the size of the union of all of them, never a sum. The cost follows
+the number of sets (at most ~12 months, ~60 days and ~46 hours for a year), not the number
+of chatter-hours: a year of the busiest channel is ~130 bitmaps instead of ~900,000 rows.
+
+Messages of whole hours come from ``channel_hours``, whose ``unique_chatters`` also tell
+which sets are current.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import accumulate
+
+from pyroaring import BitMap
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schema import chatter_sets
+from schema.chatter_sets import LEVELS
+
+HOUR = timedelta(hours=1)
+Span = tuple[datetime, datetime]
+
+
+def floor_hour(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def ceil_hour(t: datetime) -> datetime:
+    floored = floor_hour(t)
+    return floored if floored == t else floored + HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTotals:
+    chat_messages: int
+    unique_chatters: int
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one window reads: sets, whole hours without a set, and edge-minute spans."""
+
+    whole: Span
+    minutes: list[Span]
+    sets: list[Span] = field(default_factory=list)
+    raw_hours: list[datetime] = field(default_factory=list)
+
+
+def _plan(since: datetime, until: datetime) -> _Plan:
+    full_from, full_to = ceil_hour(since), floor_hour(until)
+    if full_from >= full_to:  # no whole hour inside: read the messages themselves
+        return _Plan((since, since), [(since, until)])
+    edges = [(since, full_from), (full_to, until)]
+    return _Plan((full_from, full_to), [(a, b) for a, b in edges if a < b])
+
+
+class _Hours:
+    """``channel_hours`` of the hull of all windows: messages and new chatters per hour."""
+
+    def __init__(self, rows: Sequence[tuple[datetime, int, int]]) -> None:
+        self.hours = [r[0] for r in rows]
+        self.messages = [0, *accumulate(r[1] for r in rows)]
+        self.chatter_hours = [0, *accumulate(r[2] for r in rows)]
+
+    def _range(self, a: datetime, b: datetime) -> tuple[int, int]:
+        return bisect_left(self.hours, a), bisect_left(self.hours, b)
+
+    def sum_messages(self, a: datetime, b: datetime) -> int:
+        i, j = self._range(a, b)
+        return self.messages[j] - self.messages[i]
+
+    def sum_chatter_hours(self, a: datetime, b: datetime) -> int:
+        i, j = self._range(a, b)
+        return self.chatter_hours[j] - self.chatter_hours[i]
+
+
+def _cover(
+    plan: _Plan, a: datetime, b: datetime, level: int, hours: _Hours, current: dict[Span, int]
+) -> None:
+    """Cover whole hours ``[a, b)`` with current sets of ``LEVELS[level]`` or finer."""
+    for start, end in chatter_sets.periods(a, b, LEVELS[level]):
+        lo, hi = max(start, a), min(end, b)
+        n = hours.sum_chatter_hours(lo, hi)
+        if n == 0:
+            continue  # nobody chatted
+        if (lo, hi) == (start, end) and current.get((start, end)) == n:
+            plan.sets.append((start, end))
+        elif LEVELS[level] == "hour":
+            plan.raw_hours.append(start)
+        else:
+            _cover(plan, lo, hi, level + 1, hours, current)
+
+
+_CHANNEL_HOURS = text("""
+    SELECT hour, chat_messages, unique_chatters FROM channel_hours
+    WHERE broadcaster_id = :b AND hour >= :since AND hour < :until ORDER BY hour
+""")
+_SET_COUNTS = text("""
+    SELECT period_start, period_end, chatter_hours FROM chatter_sets
+    WHERE broadcaster_id = :b AND period_start >= :since AND period_end <= :until
+""")
+# Fetched in binary: a bytea in text format is hex, twice the bytes and a parse (measured
+# 40-60 ms against 6-13 ms for 366 day sets).
+_SETS = """
+    SELECT period_start, period_end, chatters FROM chatter_sets
+    WHERE broadcaster_id = %s
+      AND (period_start, period_end) IN (SELECT * FROM unnest(%s::timestamptz[],
+                                                              %s::timestamptz[]))
+"""
+
+
+async def _fetch_sets(session: AsyncSession, b: str, spans: set[Span]) -> dict[Span, BitMap]:
+    if not spans:
+        return {}
+    ordered = sorted(spans)
+    connection = await (await session.connection()).get_raw_connection()
+    driver = connection.driver_connection
+    assert driver is not None
+    async with driver.cursor(binary=True) as cursor:
+        await cursor.execute(_SETS, (b, [s for s, _ in ordered], [e for _, e in ordered]))
+        rows = await cursor.fetchall()
+    return {(r[0].astimezone(UTC), r[1].astimezone(UTC)): chatter_sets.decode(r[2]) for r in rows}
+
+
+@dataclass(slots=True)
+class Edges:
+    """The chatters a window's raw rows add: those with a key go into the bitmap, those
+    not rolled up yet are kept by id (a key and an id never name the same chatter twice,
+    since the key table maps ids one to one)."""
+
+    keys: BitMap = field(default_factory=BitMap)
+    unkeyed: set[str] = field(default_factory=set)
+    messages: int = 0
+
+
+# Whole hours without a current set read their chatter-hours; partial hours at the edges
+# read the messages themselves. ``w`` numbers the window each span belongs to.
+_EDGES = text("""
+    WITH raw AS (
+        SELECT s.w, h.chatter_id, 0 AS n
+        FROM unnest(CAST(:hour_ws AS int[]), CAST(:hours AS timestamptz[])) AS s(w, hour)
+        JOIN chatter_hours h ON h.broadcaster_id = :b AND h.hour = s.hour
+        UNION ALL
+        SELECT s.w, m.chatter_id, 1
+        FROM unnest(CAST(:span_ws AS int[]), CAST(:froms AS timestamptz[]),
+                    CAST(:tos AS timestamptz[])) AS s(w, f, t)
+        JOIN chat_messages m ON m.broadcaster_id = :b AND m.sent_at >= s.f AND m.sent_at < s.t
+    )
+    SELECT r.w, r.chatter_id, k.chatter_key, sum(r.n) AS n
+    FROM raw r LEFT JOIN chatter_keys k USING (chatter_id)
+    GROUP BY r.w, r.chatter_id, k.chatter_key
+""")
+
+
+async def edge_chatters(
+    session: AsyncSession,
+    b: str,
+    raw_hours: Sequence[tuple[int, datetime]],
+    minute_spans: Sequence[tuple[int, datetime, datetime]],
+) -> dict[int, Edges]:
+    """Chatters (and edge-minute messages) of each window ``w`` from raw rows: whole
+    hours from ``chatter_hours``, ``[from, to)`` spans from ``chat_messages``."""
+    edges: dict[int, Edges] = {}
+    if not raw_hours and not minute_spans:
+        return edges
+    params = {
+        "b": b,
+        "hour_ws": [w for w, _ in raw_hours],
+        "hours": [h for _, h in raw_hours],
+        "span_ws": [w for w, _, _ in minute_spans],
+        "froms": [f for _, f, _ in minute_spans],
+        "tos": [t for _, _, t in minute_spans],
+    }
+    for r in (await session.execute(_EDGES, params)).all():
+        e = edges.setdefault(r.w, Edges())
+        e.messages += int(r.n)
+        if r.chatter_key is None:
+            e.unkeyed.add(r.chatter_id)
+        else:
+            e.keys.add(r.chatter_key)
+    return edges
+
+
+async def chat_totals_many(
+    session: AsyncSession, broadcaster_id: str, windows: Sequence[Span]
+) -> list[ChatTotals]:
+    """Messages and distinct chatters of one channel in each ``[since, until)``, exactly,
+    in four round trips whatever the number of windows."""
+    plans = [_plan(s, u) if s < u else _Plan((s, s), []) for s, u in windows]
+    whole = [p.whole for p in plans if p.whole[0] < p.whole[1]]
+    if whole:
+        hull = {
+            "b": broadcaster_id,
+            "since": min(a for a, _ in whole),
+            "until": max(b for _, b in whole),
+        }
+        rows = (await session.execute(_CHANNEL_HOURS, hull)).all()
+        hours = _Hours([(r.hour.astimezone(UTC), r.chat_messages, r.unique_chatters) for r in rows])
+        counts = (await session.execute(_SET_COUNTS, hull)).all()
+        current = {
+            (r.period_start.astimezone(UTC), r.period_end.astimezone(UTC)): r.chatter_hours
+            for r in counts
+        }
+        for p in plans:
+            if p.whole[0] < p.whole[1]:
+                _cover(p, *p.whole, 0, hours, current)
+    else:
+        hours = _Hours([])
+    bitmaps = await _fetch_sets(session, broadcaster_id, {s for p in plans for s in p.sets})
+    edges = await edge_chatters(
+        session,
+        broadcaster_id,
+        [(w, h) for w, p in enumerate(plans) for h in p.raw_hours],
+        [(w, a, b) for w, p in enumerate(plans) for a, b in p.minutes],
+    )
+    totals = []
+    for w, p in enumerate(plans):
+        e = edges.get(w, Edges())
+        union = BitMap.union(e.keys, *(bitmaps[s] for s in p.sets if s in bitmaps))
+        totals.append(
+            ChatTotals(hours.sum_messages(*p.whole) + e.messages, len(union) + len(e.unkeyed))
+        )
+    return totals
+
+
+async def chat_totals(
+    session: AsyncSession, broadcaster_id: str, since: datetime, until: datetime
+) -> ChatTotals:
+    """Messages and distinct chatters of one channel in ``[since, until)``, exactly."""
+    return (await chat_totals_many(session, broadcaster_id, [(since, until)]))[0]

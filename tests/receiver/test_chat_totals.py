@@ -1,0 +1,118 @@
+"""Exact distinct chatters from chatter sets, chatter-hours and edge messages, checked
+against a plain ``count(DISTINCT …)`` over the raw messages."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from aggregator import store
+from aggregator.chatter_rollup import roll_up
+from receiver.reads.chat_totals import chat_totals, chat_totals_many
+from schema.db import create_engine, create_sessionmaker
+
+# Two days either side of a month's end: windows cross minutes, hours, days and a month.
+T0 = datetime(2026, 1, 30, tzinfo=UTC)
+SPAN_MINUTES = 4 * 24 * 60
+minutes = st.integers(0, SPAN_MINUTES)
+messages = st.lists(st.tuples(minutes, st.integers(0, 7)), max_size=40)
+
+
+def _at(minute: int, second: int = 0) -> datetime:
+    return T0 + timedelta(minutes=minute, seconds=second)
+
+
+async def _fold(session: object, batch: list[tuple[int, int]], tag: str) -> None:
+    await session.execute(  # type: ignore[attr-defined]
+        store._FOLD_CHAT,
+        {
+            "message_ids": [f"{tag}-{i}" for i in range(len(batch))],
+            "broadcaster_ids": ["1"] * len(batch),
+            "chatter_ids": [f"c{c}" for _, c in batch],
+            "sent_ats": [_at(m, i % 60) for i, (m, _) in enumerate(batch)],
+        },
+    )
+
+
+_TRUTH = text("""
+    SELECT count(*) AS n, count(DISTINCT chatter_id) AS chatters FROM chat_messages
+    WHERE broadcaster_id = '1' AND sent_at >= :since AND sent_at < :until
+""")
+
+
+async def _check(
+    url: str,
+    early: list[tuple[int, int]],
+    late: list[tuple[int, int]],
+    rolled_to: int,
+    windows: list[tuple[int, int]],
+) -> None:
+    engine = create_engine(url, pool_size=1)
+    try:
+        sessions = create_sessionmaker(engine)
+        async with sessions.begin() as s:
+            await s.execute(
+                text(
+                    "TRUNCATE chat_messages, chatter_hours, channel_hours, "
+                    "chatter_sets, chatter_keys"
+                )
+            )
+            await s.execute(
+                text(
+                    "INSERT INTO channels (broadcaster_id, login, display_name) "
+                    "VALUES ('1', 'one', 'One') ON CONFLICT DO NOTHING"
+                )
+            )
+            await _fold(s, early, "early")
+            until = _at(rolled_to).replace(minute=0)
+            await roll_up(s, ended_after=T0 - timedelta(days=40), until=until)
+            await _fold(s, late, "late")  # some sets are stale now, some hours have none
+        spans = [(_at(min(a, b)), _at(max(a, b), 30)) for a, b in windows]
+        async with sessions() as s:
+            got = await chat_totals_many(s, "1", spans)
+            for (since, until), totals in zip(spans, got, strict=True):
+                truth = (await s.execute(_TRUTH, {"since": since, "until": until})).one()
+                assert (totals.chat_messages, totals.unique_chatters) == (truth.n, truth.chatters)
+                assert await chat_totals(s, "1", since, until) == totals
+    finally:
+        await engine.dispose()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    early=messages,
+    late=messages,
+    rolled_to=minutes,
+    windows=st.lists(st.tuples(minutes, minutes), min_size=1, max_size=6),
+)
+def test_unique_chatters_of_any_window_equal_a_distinct_count_over_the_raw_messages(
+    database_url: str,
+    early: list[tuple[int, int]],
+    late: list[tuple[int, int]],
+    rolled_to: int,
+    windows: list[tuple[int, int]],
+) -> None:
+    asyncio.run(_check(database_url, early, late, rolled_to, windows))
+
+
+def test_a_year_with_every_set_current_reads_month_sets_not_chatter_hours(
+    database_url: str,
+) -> None:
+    """The whole of a rolled-up month reads one set; a late message makes it stale and
+    the read still counts exactly, through the month's days and hours."""
+    batch = [(60 * 24 * d + 5, d % 3) for d in range(4)] + [(60 * 24 * 3 + 5, 7)]
+    asyncio.run(
+        _check(
+            database_url,
+            batch,
+            [(60 * 24 + 30, 6)],
+            SPAN_MINUTES,
+            [(0, SPAN_MINUTES), (60 * 24 * 2, SPAN_MINUTES)],
+        )
+    )
