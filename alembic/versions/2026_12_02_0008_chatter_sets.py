@@ -1,7 +1,7 @@
 """chatter keys and per hour, day and month chatter sets, backfilled from chatter_hours
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-02 12:00:00.000000
 """
 
@@ -15,8 +15,8 @@ from pyroaring import BitMap
 
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
