@@ -34,7 +34,7 @@ from tests.faults.rig import (
     stop,
 )
 
-BURST = 1_500
+BURST = 1_000
 
 
 @pytest.fixture
