@@ -31,6 +31,13 @@ from schema.twitch import TwitchClient
 
 log = get_logger("receiver.app")
 
+# A request's transaction is idle only while its handler awaits something else (a CSV
+# page being written to the client): past this, PostgreSQL ends it and the connection
+# returns to the pool. A request waits at most POOL_WAIT_SECONDS for a connection, then
+# gets a 503 with Retry-After: a client has given up long before the default 30 s.
+IDLE_IN_TRANSACTION_SECONDS = 30.0
+POOL_WAIT_SECONDS = 10.0
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -41,7 +48,12 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url or "", pool_size=settings.database_pool_size)
+        engine = create_engine(
+            settings.database_url or "",
+            pool_size=settings.database_pool_size,
+            idle_in_transaction_timeout=IDLE_IN_TRANSACTION_SECONDS,
+            pool_timeout=POOL_WAIT_SECONDS,
+        )
         redis = connect_redis(settings.redis_url or "", settings.redis_max_connections)
         twitch = TwitchClient(settings, redis)
         app.state.ctx = Context(
