@@ -94,7 +94,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         *docs_routes(),
         *page_routes(),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
@@ -104,6 +104,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             Middleware(ApiCors, settings=settings),
         ],
     )
+    # Starlette answers /api/me/ with a redirect built from the request's Host header,
+    # which anyone can set: a link to us would send the browser elsewhere. Every route
+    # has one spelling; any other is a 404.
+    app.router.redirect_slashes = False
+    return app
 
 
 def from_environment() -> Starlette:

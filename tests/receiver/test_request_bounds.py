@@ -1,16 +1,19 @@
 """Bounds the web process keeps by itself, over real sockets against uvicorn: slow or
-vanishing request bodies never hold a database connection, a drained pool is a 503."""
+vanishing request bodies never hold a database connection, a drained pool is a 503,
+anonymous probes cost the database little, and no response echoes a Host header."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 import structlog
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -160,3 +163,53 @@ async def test_connections_carry_statement_and_idle_transaction_timeouts(
             await conn.invalidate()
     finally:
         await engine.dispose()
+
+
+async def test_database_errors_never_carry_the_bound_values(database_url: str) -> None:
+    """What a logged traceback shows of a failed statement: the SQL, not the values."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as raised:
+                await conn.execute(
+                    text("SELECT CAST(:v AS text), 1 / 0"), {"v": "sfk_secret-token"}
+                )
+        assert "division by zero" in str(raised.value)
+        assert "sfk_secret-token" not in str(raised.value)
+    finally:
+        await engine.dispose()
+
+
+async def test_anonymous_probes_reach_the_database_about_once_a_second(
+    web: tuple[str, Starlette],
+) -> None:
+    base, app = web
+    statements: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = app.state.ctx.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            answers = await asyncio.gather(
+                *(client.get(path) for path in ["/readyz", "/metrics"] * 30)
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert {a.status_code for a in answers} == {200}
+    # 30 of each within a second or two: one or two probes each, not thirty.
+    assert sum(s == "SELECT 1" for s in statements) <= 3
+    assert sum("dead_letters" in s for s in statements) <= 3
+
+
+async def test_a_trailing_slash_is_a_404_never_a_redirect_to_the_host_header(
+    web: tuple[str, Starlette],
+) -> None:
+    base, _ = web
+    async with httpx.AsyncClient(base_url=base) as client:
+        response = await client.get("/api/me/", headers={"Host": "evil.example"})
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert response.json()["error"] == "not_found"
