@@ -146,12 +146,13 @@ async def _live_gauges(request: Request, session: AsyncSession) -> None:
 
 async def metrics(request: Request) -> Response:
     ctx = request.app.state.ctx
-    await ctx.probes.metrics.get(lambda: _refresh_gauges(ctx))
+    await ctx.probes.metrics.get(lambda: _refresh_gauges(request))
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _refresh_gauges(ctx: Context) -> bool:
+async def _refresh_gauges(request: Request) -> bool:
     """Read the pipeline-wide gauges (reused for a second, receiver/health.py)."""
+    ctx: Context = request.app.state.ctx
     try:
         await refresh_queue_gauges(ctx.redis, ctx.settings.queue_name)
         # redis-py types llen for its sync and async clients at once.
