@@ -155,7 +155,7 @@ async def measure(
     channels, days, big, big_size = (50, 30, 2, 300) if quick else (1_000, 368, 5, 1_500)
     per_rep = 50 if quick else 200
     now = datetime.now(UTC)
-    engine = create_engine(env.database_url, pool_size=1)
+    engine = create_engine(env.database_url, pool_size=1, statement_timeout=None)
     try:
         sessions = create_sessionmaker(engine)
         began = time.perf_counter()

@@ -25,7 +25,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from schema.settings import Settings
-from streamfold import embedded
+from streamfold import embedded, serving
 from streamfold.migrate import upgrade_head
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,12 +137,14 @@ UVICORN_FLAGS = [
     "--loop",
     "uvloop",
     "--http",
-    "httptools",
+    serving.HTTP_PROTOCOL,
     "--no-access-log",
     "--log-level",
     "warning",
     "--timeout-keep-alive",
-    "30",
+    str(serving.TIMEOUT_KEEP_ALIVE_SECONDS),
+    "--limit-concurrency",
+    str(serving.LIMIT_CONCURRENCY),
 ]
 
 

@@ -31,6 +31,13 @@ from schema.twitch import TwitchClient
 
 log = get_logger("receiver.app")
 
+# A request's transaction is idle only while its handler awaits something else (a CSV
+# page being written to the client): past this, PostgreSQL ends it and the connection
+# returns to the pool. A request waits at most POOL_WAIT_SECONDS for a connection, then
+# gets a 503 with Retry-After: a client has given up long before the default 30 s.
+IDLE_IN_TRANSACTION_SECONDS = 30.0
+POOL_WAIT_SECONDS = 10.0
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -41,7 +48,12 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url or "", pool_size=settings.database_pool_size)
+        engine = create_engine(
+            settings.database_url or "",
+            pool_size=settings.database_pool_size,
+            idle_in_transaction_timeout=IDLE_IN_TRANSACTION_SECONDS,
+            pool_timeout=POOL_WAIT_SECONDS,
+        )
         redis = connect_redis(settings.redis_url or "", settings.redis_max_connections)
         twitch = TwitchClient(settings, redis)
         app.state.ctx = Context(
@@ -82,7 +94,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         *docs_routes(),
         *page_routes(),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
@@ -92,6 +104,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             Middleware(ApiCors, settings=settings),
         ],
     )
+    # Starlette answers /api/me/ with a redirect built from the request's Host header,
+    # which anyone can set: a link to us would send the browser elsewhere. Every route
+    # has one spelling; any other is a 404.
+    app.router.redirect_slashes = False
+    return app
 
 
 def from_environment() -> Starlette:

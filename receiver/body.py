@@ -1,7 +1,9 @@
-"""Reading a webhook's headers and raw body, bounded in size and in time.
+"""Reading a webhook's headers, and any request's raw body bounded in size and in time.
 
 uvicorn has no body-read timeout of its own (RELIABILITY.md test 15), so a client that
-sends headers and then trickles or withholds the body must be cut off here. A timer per
+sends headers and then trickles or withholds the body must be cut off here. Every route
+that takes a body reads it with ``read_bounded`` before it touches the database, so a
+slow client holds a socket, never a pooled connection. A timer per
 request (``asyncio.timeout``) cost about a sixth of the receiver's per-request CPU in a
 profile; one sweeper per process that cancels the few readers past their deadline costs
 a dict insert and delete per request instead.
@@ -96,6 +98,10 @@ class BodyDeadlines:
             self._reading.pop(task, None)
             self._expired.discard(task)
 
+    def reading(self) -> int:
+        """How many body reads are in progress."""
+        return len(self._reading)
+
     def expired(self, task: asyncio.Task[object]) -> bool:
         return task in self._expired
 
@@ -112,12 +118,21 @@ class BodyDeadlines:
 
 
 async def read_body(request: Request, headers: Headers, deadlines: BodyDeadlines) -> bytes:
-    declared = headers.content_length
+    """A webhook's body: at most ``MAX_BODY_BYTES`` within the deadline."""
+    return await read_bounded(request, deadlines, MAX_BODY_BYTES, headers.content_length)
+
+
+async def read_bounded(
+    request: Request, deadlines: BodyDeadlines, limit: int, declared: str | None
+) -> bytes:
+    """The raw body, refused with 413 past ``limit`` bytes (declared or streamed), 408
+    past the deadline, and 400 when the client goes away mid-body (its problem, not an
+    error of ours)."""
     if declared is not None:
-        if not declared.isdigit():
+        if not declared.isascii() or not declared.isdigit():
             raise BadRequest("Content-Length is not a number")
-        if int(declared) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+        if len(declared) > 18 or int(declared) > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes")
     task = asyncio.current_task()
     assert task is not None
     chunks: list[bytes] = []
@@ -126,8 +141,8 @@ async def read_body(request: Request, headers: Headers, deadlines: BodyDeadlines
         try:
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise PayloadTooLarge(f"body larger than {MAX_BODY_BYTES} bytes")
+                if size > limit:
+                    raise PayloadTooLarge(f"body larger than {limit} bytes")
                 chunks.append(chunk)
         except asyncio.CancelledError:
             if not deadlines.expired(task):

@@ -10,6 +10,7 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from receiver.body import BodyDeadlines
+from receiver.health import Probes
 from receiver.queue import NotificationQueue
 from schema.settings import Settings
 from schema.twitch import TwitchClient
@@ -25,3 +26,4 @@ class Context:
     clock: Callable[[], datetime]
     twitch: TwitchClient | None = None
     body_deadlines: BodyDeadlines = field(default_factory=BodyDeadlines)
+    probes: Probes = field(default_factory=Probes)

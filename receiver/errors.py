@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from redis.exceptions import RedisError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,6 +18,8 @@ from schema.logs import get_logger
 log = get_logger("receiver.errors")
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+# Seconds a client is asked to wait when the database or Redis cannot take it now.
+RETRY_AFTER_SECONDS = "2"
 
 
 def error_response(
@@ -41,10 +44,27 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
 
+async def pool_exhausted(request: Request, exc: Exception) -> Response:
+    """Every pooled connection stayed busy for the pool's whole timeout: the service is
+    overloaded, not broken, so a 503 the client may retry rather than a logged 500."""
+    log.warning("request.database_pool_exhausted", path=request.url.path)
+    return error_response(
+        503,
+        "database_busy",
+        "the database is busy; retry shortly",
+        {"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     if is_transient(exc) or isinstance(exc, RedisError):
         log.warning("request.backend_unavailable", path=request.url.path, error=type(exc).__name__)
-        return error_response(503, "unavailable", "a backing service is unavailable; retry")
+        return error_response(
+            503,
+            "unavailable",
+            "a backing service is unavailable; retry",
+            {"Retry-After": RETRY_AFTER_SECONDS},
+        )
     log.exception("request.failed", path=request.url.path)
     return error_response(500, "internal_error", "unexpected error; it has been logged")
 
@@ -52,5 +72,8 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     StreamfoldError: streamfold_error,
     HTTPException: http_error,
+    # Handled here rather than by the catch-all, which Starlette re-raises to the server's
+    # error log after answering.
+    PoolTimeout: pool_exhausted,
     Exception: unexpected_error,
 }

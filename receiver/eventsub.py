@@ -184,7 +184,7 @@ async def _notification(
 def _subscription(decoder: msgspec.json.Decoder[Any], body: bytes) -> tuple[object, Subscription]:
     try:
         decoded = decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise BadRequest(f"body is not a valid EventSub message: {exc}") from None
     return decoded, decoded.subscription
 

@@ -9,6 +9,7 @@ whichever process did the work. The families both processes share are in
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, Histogram, generate_latest
 from sqlalchemy import text
@@ -22,6 +23,9 @@ from schema.jobs import failed_batches_key
 from schema.metrics import QUEUE_DEPTH, REGISTRY, refresh_queue_gauges
 from schema.twitch.client import BUDGET_KEY
 from schema.twitch.subscription_records import CHAT_BLOCKED_REASONS
+
+if TYPE_CHECKING:
+    from receiver.context import Context
 
 REQUEST_SECONDS = Histogram(
     "streamfold_http_request_duration_seconds",
@@ -142,9 +146,18 @@ async def _live_gauges(request: Request, session: AsyncSession) -> None:
 
 async def metrics(request: Request) -> Response:
     ctx = request.app.state.ctx
+    await ctx.probes.metrics.get(lambda: _refresh_gauges(request))
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _refresh_gauges(request: Request) -> bool:
+    """Read the pipeline-wide gauges (reused for a second, receiver/health.py)."""
+    ctx: Context = request.app.state.ctx
     try:
         await refresh_queue_gauges(ctx.redis, ctx.settings.queue_name)
-        PARKED.set(await ctx.redis.llen(failed_batches_key(ctx.settings.queue_name)))
+        # redis-py types llen for its sync and async clients at once.
+        parked = ctx.redis.llen(failed_batches_key(ctx.settings.queue_name))
+        PARKED.set(await parked if not isinstance(parked, int) else parked)
     except Exception:
         QUEUE_DEPTH.set(float("nan"))
     try:
@@ -156,7 +169,7 @@ async def metrics(request: Request) -> Response:
             await _live_gauges(request, session)
     except Exception:
         DEAD_LETTERS.set(float("nan"))
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return True
 
 
 class RequestMetrics:

@@ -127,8 +127,9 @@ async def _check_state(ctx: Context, request: Request) -> Role:
         raise LoginFailed(400, "Sign-in expired", "Please start the sign-in again.") from None
     except BadSignature:
         raise LoginFailed(400, "Sign-in refused", "The sign-in cookie was altered.") from None
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters.
     if not isinstance(bound, dict) or not hmac.compare_digest(
-        str(bound.get("state", "")), query_state
+        str(bound.get("state", "")).encode(), query_state.encode()
     ):
         raise LoginFailed(400, "Sign-in refused", "The sign-in state does not match this browser.")
     digest = hashlib.sha256(query_state.encode()).hexdigest()

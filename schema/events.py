@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NewType
+from typing import Annotated, Any, NewType
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -68,6 +68,20 @@ class Delivery(msgspec.Struct, frozen=True, array_like=True):
 
 # -- wire shapes (PROTOCOL.md section 4) ---------------------------------------------------
 
+# Text that is stored: no longer than its column, and without control characters
+# (PostgreSQL refuses NUL in text and jsonb outright). A body outside these bounds is
+# refused when decoded, so it never becomes a database error.
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_NO_CONTROL)]
+Login = Annotated[str, msgspec.Meta(max_length=64, pattern=_NO_CONTROL)]
+DisplayName = Annotated[str, msgspec.Meta(max_length=128, pattern=_NO_CONTROL)]
+SubscriptionType = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=_NO_CONTROL)]
+Version = Annotated[str, msgspec.Meta(max_length=16, pattern=_NO_CONTROL)]
+# Twitch sends "" for an unset optional condition field.
+ConditionText = Annotated[str, msgspec.Meta(max_length=64, pattern=_NO_CONTROL)]
+Condition = Annotated[dict[ConditionText, ConditionText], msgspec.Meta(max_length=16)]
+MessageText = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)]
+
 
 class SubscriptionTransport(msgspec.Struct, frozen=True):
     method: str
@@ -82,11 +96,11 @@ class Subscription(msgspec.Struct, frozen=True):
     """Twitch's subscription object, as Helix lists it and as each webhook body carries it.
     A body without ``transport`` still decodes (its method reads empty, its callback None)."""
 
-    id: str
-    status: str
-    type: str
-    version: str
-    condition: dict[str, str]
+    id: Id
+    status: Login
+    type: SubscriptionType
+    version: Version
+    condition: Condition
     transport: SubscriptionTransport = msgspec.field(
         default_factory=lambda: SubscriptionTransport(method="")
     )
@@ -95,30 +109,30 @@ class Subscription(msgspec.Struct, frozen=True):
 
 
 class WireStreamOnline(msgspec.Struct, frozen=True):
-    id: str
-    broadcaster_user_id: str
-    broadcaster_user_login: str
-    broadcaster_user_name: str
+    id: Id
+    broadcaster_user_id: Id
+    broadcaster_user_login: Login
+    broadcaster_user_name: DisplayName
     started_at: str
     type: str = "live"
 
 
 class WireStreamOffline(msgspec.Struct, frozen=True):
-    broadcaster_user_id: str
-    broadcaster_user_login: str | None = None
-    broadcaster_user_name: str | None = None
+    broadcaster_user_id: Id
+    broadcaster_user_login: Login | None = None
+    broadcaster_user_name: DisplayName | None = None
 
 
 class WireChatMessage(msgspec.Struct, frozen=True):
-    broadcaster_user_id: str
-    chatter_user_id: str
-    message_id: str
-    source_broadcaster_user_id: str | None = None
+    broadcaster_user_id: Id
+    chatter_user_id: Id
+    message_id: MessageText
+    source_broadcaster_user_id: Id | None = None
 
 
 class WireAuthorizationRevoke(msgspec.Struct, frozen=True):
-    client_id: str
-    user_id: str
+    client_id: Id
+    user_id: Id
 
 
 class _Envelope(msgspec.Struct, frozen=True):
@@ -142,7 +156,7 @@ class _RevokeEnvelope(_Envelope, frozen=True):
 
 
 class ChallengeBody(msgspec.Struct, frozen=True):
-    challenge: str
+    challenge: Annotated[str, msgspec.Meta(max_length=1024, pattern=_NO_CONTROL)]
     subscription: Subscription
 
 
@@ -287,6 +301,8 @@ def decode(delivery: Delivery) -> Notification:
         event_time = parse_instant(delivery.timestamp)
     except (msgspec.DecodeError, ValueError) as exc:
         return unfoldable(f"body does not match {delivery.subscription_type}: {exc}")
+    except RecursionError:  # nesting deeper than msgspec follows
+        return unfoldable(f"body of {delivery.subscription_type} is nested too deeply")
     if envelope.subscription.type != delivery.subscription_type:
         return unfoldable(
             f"header type {delivery.subscription_type!r} differs from body type "

@@ -38,6 +38,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     from receiver.app import create_app
     from schema.preflight import require_reachable
+    from streamfold import serving
 
     settings = _settings("database_url", "redis_url", "eventsub_secret")
     require_reachable(settings, "web")
@@ -48,7 +49,10 @@ def cmd_web(args: argparse.Namespace) -> int:
         log_level="warning",
         # X-Forwarded-For is judged by the app against TRUSTED_PROXIES, not by uvicorn.
         proxy_headers=False,
-        timeout_keep_alive=30,
+        # The Procfile's bounds: heads in size and time, connections at once.
+        http=serving.HTTP_PROTOCOL,
+        limit_concurrency=serving.LIMIT_CONCURRENCY,
+        timeout_keep_alive=serving.TIMEOUT_KEEP_ALIVE_SECONDS,
         # On SIGTERM: stop accepting, let requests in flight finish for this long.
         timeout_graceful_shutdown=settings.web_shutdown_grace_seconds,
         access_log=False,

@@ -2,7 +2,9 @@
 
 The wrapper does, in order: identify the caller (401), check the path ids (422), apply
 the operation's access ``Rule`` (403), check the channel exists (404), parse the declared
-query parameters (422), then call the handler inside one database transaction. The same
+query parameters (422), then call the handler inside one database transaction. A
+request body is read first, bounded in size and time, before any of that: a client
+that trickles its body must not hold a pooled connection meanwhile. The same
 ``Operation`` values generate ``/openapi.json``, so what is documented is what is served.
 """
 
@@ -21,17 +23,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from receiver.api import access, params, ratelimit
+from receiver.body import read_bounded
 from receiver.context import Context
 from receiver.identity import Identity, identify
 from schema.errors import NotFound
 
 T = TypeVar("T")
 
+# The largest body an API route takes (a token's name); far below the webhook's bound.
+MAX_BODY_BYTES = 4096
+
 
 @dataclass(frozen=True, slots=True)
 class Call:
     """Everything a handler may use: who asks (already authorized), the transaction,
-    the validated path ids and the parsed query parameters."""
+    the validated path ids, the parsed query parameters and the raw request body (empty
+    unless the operation declares one)."""
 
     request: Request
     ctx: Context
@@ -41,6 +48,7 @@ class Call:
     broadcaster_id: str | None
     token_id: int | None
     args: dict[str, Any]
+    body: bytes = b""
 
     def arg(self, group: params.QueryGroup[T]) -> T:
         value: T = self.args[group.key]  # KeyError: the operation did not declare it
@@ -80,6 +88,10 @@ def endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
         ctx: Context = request.app.state.ctx
         if op.rule.audience is access.Audience.PUBLIC:
             await ratelimit.check(ctx, request)
+        body = b""
+        if op.body is not None:
+            declared = request.headers.get("content-length")
+            body = await read_bounded(request, ctx.body_deadlines, MAX_BODY_BYTES, declared)
         async with ctx.sessions.begin() as session:
             found = await identify(session, ctx.settings, request)
             if op.rule.audience is access.Audience.PUBLIC:
@@ -103,7 +115,7 @@ def endpoint(op: Operation) -> Callable[[Request], Awaitable[Response]]:
             now = ctx.clock()
             inputs = params.Inputs(request.query_params, request.headers.get("accept", ""), now)
             args = {group.key: group.parse(inputs) for group in op.queries}
-            call = Call(request, ctx, who, session, now, broadcaster_id, token_id, args)
+            call = Call(request, ctx, who, session, now, broadcaster_id, token_id, args, body)
             response = await op.handler(call)
         # Time spent at the server (identify, access, query, encode; for a streamed CSV only
         # until its first bytes), for browsers' dev tools and the benchmarks.

@@ -12,7 +12,6 @@ from starlette.responses import Response
 
 from receiver.api import render, shapes
 from receiver.api.endpoint import Call
-from receiver.api.tokens import _read_body
 from receiver.live_events import live_events
 from schema.errors import InvalidParameter, StreamfoldError
 from schema.twitch import TwitchClient
@@ -61,7 +60,7 @@ async def add_follow(call: Call) -> Response:
     """201 when the follow is new, 200 when I already followed the channel."""
     example = '{"broadcaster_id": "1337"} or {"login": "coolstreamer"}'
     try:
-        wanted = _decode_request.decode(await _read_body(call.request))
+        wanted = _decode_request.decode(call.body)
     except msgspec.ValidationError as exc:
         raise InvalidParameter("body", f"{exc} (send {example})") from None
     except msgspec.DecodeError:

@@ -125,7 +125,8 @@ def parse_limit(inputs: Inputs) -> int:
     raw = query.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # Length first: int() refuses strings of more than 4,300 digits with a ValueError.
+    if len(raw) > 10 or not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidParameter("limit", f"must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
 
@@ -150,7 +151,13 @@ def parse_cursor(inputs: Inputs) -> tuple[datetime, str] | None:
         decoded = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
         started_raw, session_id = decoded
         started_at = datetime.fromisoformat(started_raw).astimezone(UTC)
-        if not isinstance(session_id, str) or not 0 < len(session_id) <= 64:
+        # Printable only: a NUL (or any control character) is no session id, and
+        # PostgreSQL refuses NUL in text outright.
+        if (
+            not isinstance(session_id, str)
+            or not 0 < len(session_id) <= 64
+            or not session_id.isprintable()
+        ):
             raise ValueError(session_id)
         if datetime.fromisoformat(started_raw).tzinfo is None:
             raise ValueError(started_raw)

@@ -11,16 +11,14 @@ import secrets
 
 import msgspec
 from sqlalchemy import text
-from starlette.requests import Request
 from starlette.responses import Response
 
 from receiver.api import render, shapes
 from receiver.api.endpoint import Call
 from receiver.identity import API_TOKEN_PREFIX, hash_api_token
-from schema.errors import InvalidParameter, NotFound, PayloadTooLarge, TooManyTokens
+from schema.errors import InvalidParameter, NotFound, TooManyTokens
 
 MAX_ACTIVE_TOKENS = 25
-MAX_BODY_BYTES = 4096
 
 _decode_request = msgspec.json.Decoder(shapes.TokenRequest)
 
@@ -40,18 +38,9 @@ _REVOKE = text("""
 """)
 
 
-async def _read_body(request: Request) -> bytes:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
-    return body
-
-
 async def create_token(call: Call) -> Response:
     try:
-        wanted = _decode_request.decode(await _read_body(call.request))
+        wanted = _decode_request.decode(call.body)
     except msgspec.ValidationError as exc:
         raise InvalidParameter("name", f'{exc} (send {{"name": "1-100 characters"}})') from None
     except msgspec.DecodeError:

@@ -16,7 +16,7 @@ from schema.twitch.channels import connect_channel
 from streamfold.channels_cli import describe_channels, sync
 from streamfold.eventsub_sender import revocation_body, signed
 from tests.aggregator.reconcile_rig import BOT_ID, Rig
-from tests.conftest import SECRET
+from tests.conftest import SECRET, eventually
 from tests.receiver.people import add_user, sign_in
 
 CHAT = "channel.chat.message"
@@ -118,10 +118,12 @@ async def test_a_banned_bot_is_not_resubscribed_until_an_operator_retries(
     assert gap.ended_at is not None
     me = await receiver.get("/api/me", headers=await sign_in(rig.sessions, settings, "100"))
     assert me.json()["channels"][0]["chat_blocked_reason"] is None
-    assert (
-        'streamfold_chat_blocked_channels{reason="chat_user_banned"} 0.0'
-        in (await receiver.get("/metrics")).text
-    )
+
+    async def unblocked() -> bool:  # the gauges are read at most once a second
+        metrics = (await receiver.get("/metrics")).text
+        return 'streamfold_chat_blocked_channels{reason="chat_user_banned"} 0.0' in metrics
+
+    await eventually(unblocked, within=10)
 
 
 async def test_connecting_the_channel_again_lifts_the_block(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from arq.connections import ArqRedis
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
@@ -18,6 +18,7 @@ from schema.settings import Settings
 from streamfold.eventsub_sender import chat_message_body, rfc3339
 from tests.conftest import SECRET
 from tests.faults.report import report
+from tests.receiver.test_signed_hostile_bodies import HOSTILE
 
 HEADER_NAMES = [
     "Twitch-Eventsub-Message-Id",
@@ -57,6 +58,15 @@ def sign(message_id: str, timestamp: str, body: bytes) -> str:
         ["notification"] * 4 + ["revocation", "webhook_callback_verification", "x"]
     ),
 )
+@example(headers={}, body=HOSTILE[0][1], valid_signature=True, message_type=HOSTILE[0][0])
+@example(headers={}, body=HOSTILE[1][1], valid_signature=True, message_type=HOSTILE[1][0])
+@example(headers={}, body=HOSTILE[2][1], valid_signature=True, message_type=HOSTILE[2][0])
+@example(headers={}, body=HOSTILE[3][1], valid_signature=True, message_type=HOSTILE[3][0])
+@example(headers={}, body=HOSTILE[4][1], valid_signature=True, message_type=HOSTILE[4][0])
+@example(headers={}, body=HOSTILE[5][1], valid_signature=True, message_type=HOSTILE[5][0])
+@example(headers={}, body=HOSTILE[6][1], valid_signature=True, message_type=HOSTILE[6][0])
+@example(headers={}, body=HOSTILE[7][1], valid_signature=True, message_type=HOSTILE[7][0])
+@example(headers={}, body=HOSTILE[8][1], valid_signature=True, message_type=HOSTILE[8][0])
 async def test_fuzzed_callback_answers_only_2xx_or_4xx(
     receiver: httpx.AsyncClient,
     redis: ArqRedis,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import Route
 
+from receiver.api.params import encode_cursor
 from receiver.api.routes import OPERATIONS
 from receiver.app import create_app
 from receiver.identity import SESSION_COOKIE
@@ -28,6 +30,12 @@ from tests.receiver.people import add_user, sign_in
 
 # Examples per operation and mode: about 20 s for the whole run on a 2-core machine.
 EXAMPLES = 25
+# Query values that once reached a 500 (int() of 4,301+ digits; a NUL bound for
+# PostgreSQL): every operation taking the parameter is also called with them.
+HOSTILE_QUERIES = {
+    "limit": "9" * 4301,
+    "cursor": encode_cursor(datetime(2024, 5, 4, tzinfo=UTC), "s\u0000"),
+}
 
 
 async def test_the_document_lists_every_api_route_and_method(
@@ -97,6 +105,27 @@ def _run_schemathesis(document: dict[str, Any], base_url: str, cookie: str) -> l
                 check()
             except Exception as exc:  # report every operation, not just the first
                 failures.append(f"{operation.label} [{mode.value}]: {exc}")
+        failures += _hostile_queries(operation, base_url, http, cookie)
+    return failures
+
+
+def _hostile_queries(operation: Any, base_url: str, http: Any, cookie: str) -> list[str]:
+    """Each ``HOSTILE_QUERIES`` value on its own, with path ids of a real channel."""
+    names = {p.name for p in operation.query} & set(HOSTILE_QUERIES)
+    path = {p.name: ALICE if p.name == "broadcaster_id" else "1" for p in operation.path_parameters}
+    failures = []
+    for name in sorted(names):
+        case = operation.Case(
+            path_parameters=path,
+            query={name: HOSTILE_QUERIES[name]},
+            cookies={SESSION_COOKIE: cookie},
+        )
+        try:
+            case.call_and_validate(
+                base_url=base_url, session=http, excluded_checks=[positive_data_acceptance]
+            )
+        except Exception as exc:
+            failures.append(f"{operation.label} [{name}]: {exc}")
     return failures
 
 

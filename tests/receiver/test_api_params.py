@@ -102,6 +102,14 @@ BAD_REQUESTS = [
     ("GET", f"/api/channels/{ALICE}/sessions?limit=501", 422, "limit"),
     ("GET", f"/api/channels/{ALICE}/sessions?limit=ten", 422, "limit"),
     ("GET", f"/api/channels/{ALICE}/sessions?cursor=not-a-cursor", 422, "cursor"),
+    ("GET", f"/api/channels/{ALICE}/sessions?limit={'9' * 4301}", 422, "limit"),
+    (
+        "GET",
+        f"/api/channels/{ALICE}/sessions?cursor="
+        + params.encode_cursor(datetime(2024, 5, 4, tzinfo=UTC), "s\u0000"),
+        422,
+        "cursor",
+    ),
     ("GET", f"/api/channels/{ALICE}/sessions?format=xml", 422, "format"),
     ("GET", "/api/viewers/me/stats?granularity=week", 422, "granularity"),
     ("DELETE", f"/api/channels/{ALICE}?purge=yes", 422, "purge"),

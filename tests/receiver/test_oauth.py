@@ -167,6 +167,12 @@ async def test_missing_reused_tampered_and_expired_state_are_refused_and_nothing
         assert answer.status_code == 400
         assert "does not match" in answer.text
 
+        # A state that is not ASCII: refused like any other mismatch, not a 500.
+        back = await _authorize_redirect(env)
+        answer = await env.browser.get(str(back.copy_set_param("state", "é")))
+        assert answer.status_code == 400
+        assert "does not match" in answer.text
+
         # Expired: a cookie signed eleven minutes ago.
         now = time.time()
         monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(now) - 660)
