@@ -1,5 +1,6 @@
-"""Operator commands for Twitch connections: ``rotate-token-keys``, ``channels`` and
-``subscriptions sync``. Each opens its own engine (and Twitch client) and closes it."""
+"""Operator commands for Twitch connections: ``rotate-token-keys``, ``channels``,
+``follows`` and ``subscriptions sync``. Each opens its own engine (and Twitch client) and
+closes it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schema.db import create_engine, create_sessionmaker
 from schema.settings import Settings
 from schema.twitch import TwitchClient
+from schema.twitch.client import BUDGET_KEY
 from schema.twitch.subscriptions import SyncReport, sync_subscriptions
 from schema.twitch.tokens import TokenCipher, connected_bot_id, rotate_token_keys
 
@@ -93,3 +95,57 @@ async def sync(settings: Settings, *, retry_blocked: bool = False) -> SyncReport
     finally:
         if redis is not None:
             await redis.aclose()
+
+
+_FOLLOWS = text("""
+    SELECT c.broadcaster_id, c.login, c.connected,
+           count(f.follower_id) FILTER (WHERE f.follower_kind = 'user') AS users,
+           count(f.follower_id) FILTER (WHERE f.follower_kind = 'guild') AS guilds,
+           coalesce(string_agg(f.follower_kind || ':' || f.follower_id, ', '
+                               ORDER BY f.follower_kind, f.follower_id), '') AS followers,
+           (SELECT coalesce(string_agg(s.type || '=' || s.status, ', ' ORDER BY s.type), '')
+            FROM eventsub_subscriptions s
+            WHERE s.broadcaster_id = c.broadcaster_id
+              AND s.type IN ('stream.online', 'stream.offline')) AS subs
+    FROM channels c
+    LEFT JOIN follows f ON f.broadcaster_id = c.broadcaster_id
+    GROUP BY c.broadcaster_id
+    HAVING c.connected OR count(f.follower_id) > 0
+    ORDER BY count(f.follower_id) DESC, c.login NULLS LAST, c.broadcaster_id
+""")
+
+
+async def describe_follows(settings: Settings) -> str:
+    """Tracked channels (connected or followed), who follows them, their online/offline
+    subscriptions as last recorded, and the app's subscription budget at Twitch."""
+    async with _sessions(settings) as sessions, sessions() as session:
+        rows = (await session.execute(_FOLLOWS)).all()
+    lines = [f"{'channel':<24} {'id':<12} {'tracked as':<20} subscriptions / followers"]
+    for row in rows:
+        why = "connected" if row.connected else "followed"
+        count = f"{why} ({row.users}u/{row.guilds}g)"
+        subs = row.subs or "no online/offline subscription recorded"
+        lines.append(f"{row.login or '?':<24} {row.broadcaster_id:<12} {count:<20} {subs}")
+        if row.followers:
+            lines.append(f"{'':<58}followers: {row.followers}")
+    if not rows:
+        lines.append("(no tracked channels)")
+    lines += [
+        "",
+        f"tracked channels: {len(rows)}",
+        f"subscription budget: {await _budget(settings)}",
+    ]
+    return "\n".join(lines)
+
+
+async def _budget(settings: Settings) -> str:
+    if not settings.redis_url:
+        return "unknown (no REDIS_URL)"
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        budget = await redis.hgetall(BUDGET_KEY)
+    finally:
+        await redis.aclose()
+    if not budget.get("max_total_cost"):
+        return "not seen yet (recorded on the next subscription create or list)"
+    return f"total_cost {budget.get('total_cost')} of max_total_cost {budget['max_total_cost']}"

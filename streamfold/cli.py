@@ -188,6 +188,13 @@ def cmd_channels(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_follows(args: argparse.Namespace) -> int:
+    from streamfold.channels_cli import describe_follows
+
+    print(asyncio.run(describe_follows(_settings("database_url", "redis_url", local=True))))
+    return 0
+
+
 def cmd_subscriptions(args: argparse.Namespace) -> int:
     from streamfold.channels_cli import sync
 
@@ -270,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
         "re-encrypt stored Twitch tokens with the first of TOKEN_ENCRYPTION_KEYS",
     )
     add("channels", cmd_channels, "list channels and the state of their subscriptions")
+    add(
+        "follows",
+        cmd_follows,
+        "tracked channels, who follows them, their online/offline subscriptions, the budget",
+    )
     subs = add(
         "subscriptions",
         cmd_subscriptions,

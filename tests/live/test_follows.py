@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from receiver.app import create_app
 from schema import live
 from schema.settings import Settings
+from streamfold.channels_cli import describe_follows
 from tests.conftest import eventually, serve
 from tests.connected import connected
 from tests.live.rig import follower, running_worker, subscription_types
@@ -47,6 +48,12 @@ async def test_follow_creates_online_offline_and_last_unfollow_deletes_them(
                                        headers=other)).status_code == 201  # fmt: skip
         listed = (await env.browser.get("/api/follows", headers=viewer)).json()
         assert [f["broadcaster_id"] for f in listed["follows"]] == ["4242"]
+        report = await describe_follows(env.settings)
+        [line] = [line for line in report.splitlines() if line.startswith("farstreamer ")]
+        assert "followed (2u/0g)" in line
+        assert "stream.offline=enabled, stream.online=enabled" in line
+        assert "followers: user:77, user:78" in report
+        assert "subscription budget: total_cost 2 of max_total_cost" in report
 
         assert (await env.browser.delete("/api/follows/4242", headers=viewer)).status_code == 204
         assert await subscription_types(env, "4242") == ["stream.offline", "stream.online"]
