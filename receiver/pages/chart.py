@@ -83,18 +83,20 @@ def _thinned(
     for at, viewers in series:
         slot = min(MAX_POINTS - 1, int((at - start).total_seconds() / span * MAX_POINTS))
         slots[slot] = max(viewers, slots.get(slot, 0))
-    return [((slot + 0.5) / MAX_POINTS, viewers) for slot, viewers in sorted(slots.items())]
+    return [(slot / (MAX_POINTS - 1), viewers) for slot, viewers in sorted(slots.items())]
 
 
-def snapshots_svg(
-    streams: Sequence[Sequence[tuple[datetime, int]]], since: datetime, until: datetime
-) -> str:
-    """Viewers of each stream's 5-minute snapshots over ``[since, until)``: one line per
-    stream, so the time between streams is a gap rather than a slope."""
-    if not any(streams) or until <= since:
+def snapshots_svg(streams: Sequence[Sequence[tuple[datetime, int]]]) -> str:
+    """Viewers of each stream's 5-minute snapshots (oldest first): one line per stream, so
+    the time between streams is a gap rather than a slope. The time axis runs from the
+    first snapshot to the last, not over the whole window: a two-hour stream in a 90-day
+    window would otherwise be a dot."""
+    if not any(streams):
         return ""
+    since = min(s[0][0] for s in streams if s)
+    until = max(s[-1][0] for s in streams if s)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    span = (until - since).total_seconds()
+    span = max((until - since).total_seconds(), 1.0)
     top = _scale([float(v) for s in streams for _, v in s])
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '

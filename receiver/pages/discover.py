@@ -50,7 +50,10 @@ def twitch_image(url: str | None, width: int, height: int) -> str | None:
 
 
 def _inputs(visit: Visit) -> params.Inputs:
-    return params.Inputs(visit.request.query_params, "", visit.now)
+    """The query string as the API's parsers read it, without the fields a form sent
+    empty (a filter left blank means no filter, not an invalid one)."""
+    query = {k: v for k, v in visit.request.query_params.items() if v.strip()}
+    return params.Inputs(query, "", visit.now)
 
 
 def _uptime(started_at: datetime | None, now: datetime) -> str:
@@ -234,7 +237,7 @@ async def channel(visit: Visit) -> Response:
         streams=shown,
         private=private,
         older=older,
-        chart=Markup(snapshots_svg(_series(snaps), window.since, window.until)),  # noqa: S704 - numbers, text escaped
+        chart=Markup(snapshots_svg(_series(snaps))),  # noqa: S704 - numbers, text escaped
         snapshot_count=len(snaps),
         wanted_query=urlencode(wanted),
         **_picker(visit, window, chosen),

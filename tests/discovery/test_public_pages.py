@@ -65,6 +65,8 @@ async def test_live_now_page_by_viewers_with_filters_and_pages(
 
     german = await client.get("/live", params={"game": "shooters", "language": "DE"})
     assert _ids(german.text, "data-channel") == ["202"]
+    blank = await client.get("/live", params={"game": "", "language": " "})  # the form, empty
+    assert _ids(blank.text, "data-channel") == ["201", "202", "100"]
     by_id = await client.get("/live", params={"game": "33"})
     assert _ids(by_id.text, "data-channel") == ["201", "202"]
 
@@ -229,12 +231,15 @@ def test_snapshot_chart_thins_long_series_and_breaks_between_streams() -> None:
     first = [(start + i * 5 * MIN, 100 + i % 7) for i in range(90 * 288 // 2)]
     later = start + timedelta(days=60)
     second = [(later + i * 5 * MIN, 50) for i in range(3 * 288)]  # three days
-    svg = snapshots_svg([first, second], start, start + timedelta(days=90))
+    svg = snapshots_svg([first, second])
     lines = re.findall(r'<polyline class="viewers" points="([^"]+)"', svg)
     assert len(lines) == 2
     assert len(lines[0].split()) <= MAX_POINTS
     assert len(svg) < 20_000
-    assert snapshots_svg([], start, start + MIN) == ""
-    lone = snapshots_svg([[(start, 7)]], start, start + timedelta(hours=1))
+    assert snapshots_svg([]) == ""
+    # The axis spans the snapshots, not the window: three snapshots are a line.
+    short = snapshots_svg([[(start, 5), (start + 5 * MIN, 6), (start + 10 * MIN, 7)]])
+    assert len(re.findall(r'points="([^"]+)"', short)[0].split()) == 3
+    lone = snapshots_svg([[(start, 7)]])
     assert "<circle" in lone
     assert "7 viewers" in lone
