@@ -31,7 +31,7 @@ def error_response(
 async def streamfold_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StreamfoldError)
     if wants_page(request):
-        return error_page(request, exc.status_code, exc.detail)
+        return error_page(request, exc.status_code, exc.detail, getattr(exc, "headers", None))
     return error_response(exc.status_code, exc.code, exc.detail, getattr(exc, "headers", None))
 
 

@@ -6,6 +6,8 @@ none of them, asked for by a browser, is a page route.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,6 +20,7 @@ TITLES = {
     403: "Not yours to see",
     404: "Nothing here",
     422: "That request was not understood",
+    429: "Too many requests",
 }
 
 
@@ -28,6 +31,12 @@ def wants_page(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def error_page(request: Request, status: int, detail: str) -> Response:
+def error_page(
+    request: Request, status: int, detail: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """``headers``: the refusal's own (a 429's ``Retry-After``)."""
     title = TITLES.get(status, "Something went wrong")
-    return page(request, "error.html", status, status=status, title=title, detail=detail, who=None)
+    return page(
+        request, "error.html", status, headers=headers,
+        status=status, title=title, detail=detail, who=None,
+    )  # fmt: skip

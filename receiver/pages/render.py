@@ -3,21 +3,32 @@ every page carries.
 
 The Content-Security-Policy allows scripts, styles and images from this origin only: no
 inline script or style can run, so an injected ``<script>`` in a stream title could not
-either (the templates escape it as well).
+either (the templates escape it as well). The discovery pages also allow images, and
+nothing else, from Twitch's image host (``TWITCH_IMAGES``), for stream thumbnails and
+profile pictures; an image anywhere else is left out rather than loaded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
+TWITCH_IMAGES = "https://static-cdn.jtvnw.net"
+
+
+def csp(*image_hosts: str) -> str:
+    images = " ".join(("'self'", "data:", *image_hosts))
+    return (
+        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {images}; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+CSP = csp()
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -47,6 +58,15 @@ def figure(value: object, digits: int = 2) -> str:
 templates.filters["figure"] = figure
 
 
-def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def page(
+    request: Request,
+    template: str,
+    status_code: int = 200,
+    *,
+    image_hosts: tuple[str, ...] = (),
+    headers: Mapping[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
     body = templates.get_template(template).render(request=request, **context)
-    return HTMLResponse(body, status_code=status_code, headers=HEADERS)
+    sent = HEADERS | {"Content-Security-Policy": csp(*image_hosts)} | dict(headers or {})
+    return HTMLResponse(body, status_code=status_code, headers=sent)

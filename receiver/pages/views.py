@@ -21,14 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from receiver.api import access, params
+from receiver.api import access, params, ratelimit
 from receiver.context import Context
 from receiver.identity import Identity, end_login_session, identify
 from receiver.pages import csrf
 from receiver.pages.chart import hourly_svg
 from receiver.pages.errors import error_page
 from receiver.pages.render import page
-from receiver.reads import queries
+from receiver.reads import discovery, queries
 from receiver.reads.queries import ceil_hour, floor_hour
 from receiver.reads.viewer_stats import viewer_channels
 from schema.errors import InvalidParameter, NotFound, StreamfoldError
@@ -78,17 +78,24 @@ class Visit:
 PageHandler = Callable[[Visit], Awaitable[Response]]
 
 
-def page_route(handler: PageHandler) -> Callable[[Request], Awaitable[Response]]:
+def page_route(
+    handler: PageHandler, *, public: bool = False
+) -> Callable[[Request], Awaitable[Response]]:
+    """``public``: a page anyone may open over the discovery reads, counted against the
+    client's ``PUBLIC_RATE_LIMIT`` exactly as the public JSON routes are."""
+
     async def serve(request: Request) -> Response:
         ctx: Context = request.app.state.ctx
         try:
+            if public:
+                await ratelimit.check(ctx, request)
             async with ctx.sessions.begin() as session:
                 who = await identify(session, ctx.settings, request)
                 if who is not None and who.via != "session":
                     who = None  # pages are for browsers; API tokens are for the API
                 return await handler(Visit(request, ctx, session, who, ctx.clock()))
         except StreamfoldError as exc:
-            return error_page(request, exc.status_code, exc.detail)
+            return error_page(request, exc.status_code, exc.detail, getattr(exc, "headers", None))
 
     serve.__name__ = handler.__name__
     return serve
@@ -125,8 +132,15 @@ def window_of(visit: Visit) -> tuple[params.Window, str, dict[str, str]]:
 # -- pages --------------------------------------------------------------------------------
 
 
+HOME_LIVE = 5
+
+
 async def home(visit: Visit) -> Response:
-    return visit.render("home.html")
+    """What streamfold is, how to sign in, and the channels live now with most viewers."""
+    top = await discovery.live_now(
+        visit.session, game=None, language=None, limit=HOME_LIVE, after=None
+    )
+    return visit.render("home.html", live=top)
 
 
 async def dashboard_for_me(visit: Visit) -> Response:
