@@ -26,6 +26,7 @@ def _sections() -> dict[str, Section]:
         query_bench,
         receiver_bench,
         reconcile_bench,
+        storage_bench,
     )
 
     return {
@@ -36,6 +37,7 @@ def _sections() -> dict[str, Section]:
         "discovery": discovery_bench.run,
         "reconcile": reconcile_bench.run,
         "scaling": fold_bench.run_scaling,
+        "storage": storage_bench.run,
     }
 
 
