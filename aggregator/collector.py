@@ -13,7 +13,6 @@ job's advisory lock (a run that finds it taken is recorded as ``skipped``).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -24,14 +23,11 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from aggregator.job_runs import fail_abandoned, finish_run, record_skipped, start_run
 from aggregator.reconcile import (
     RECONCILE_TIMEOUT_SECONDS,
-    RUN_DEADLINE_SECONDS,
     RunResult,
-    _describe,
     _tick_seconds,
-    run_lock,
+    recorded_run,
     utcnow,
 )
 from aggregator.repair_store import SAMPLES_INSERT, sample_rows, tracked_channels
@@ -70,35 +66,10 @@ async def collect_once(
     *,
     clock: Callable[[], datetime] = utcnow,
 ) -> RunResult:
-    async with run_lock(engine, JOB) as held:
-        if not held:
-            async with sessions.begin() as session:
-                await record_skipped(session, JOB, clock(), "another run was in progress")
-            log.warning("collect.skipped", reason="another run was in progress")
-            return RunResult("skipped")
-        async with sessions.begin() as session:
-            await fail_abandoned(session, JOB, clock())
-            run_id = await start_run(session, JOB, clock())
-        result = RunResult("success", run_id=run_id)
-        try:
-            async with asyncio.timeout(RUN_DEADLINE_SECONDS):
-                await _run(settings, sessions, twitch, clock, result.counts)
-        except Exception as exc:
-            result.outcome = "failed"
-            result.error = _describe(exc)
-            log.error("collect.failed", error=result.error, **result.counts)
-        else:
-            log.info("collect.finished", **result.counts)
-        async with sessions.begin() as session:
-            await finish_run(
-                session,
-                run_id,
-                outcome=result.outcome,
-                finished_at=clock(),
-                counts=result.counts,
-                error=result.error,
-            )
-        return result
+    async def body(result: RunResult) -> None:
+        await _run(settings, sessions, twitch, clock, result.counts)
+
+    return await recorded_run(JOB, engine, sessions, clock, body)
 
 
 async def _run(

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -83,36 +83,38 @@ async def run_lock(engine: AsyncEngine, job: str = JOB) -> AsyncIterator[bool]:
                     await conn.invalidate()
 
 
-async def reconcile_once(
-    settings: Settings,
+async def recorded_run(
+    job: str,
     engine: AsyncEngine,
     sessions: async_sessionmaker[AsyncSession],
-    twitch: TwitchClient,
-    *,
-    clock: Callable[[], datetime] = utcnow,
+    clock: Callable[[], datetime],
+    body: Callable[[RunResult], Awaitable[None]],
 ) -> RunResult:
-    async with run_lock(engine) as held:
+    """Run a periodic job's ``body`` once: under the job's lock (skipped, and recorded as
+    such, while another run holds it), as one ``job_runs`` row, within the run deadline,
+    counted in metrics. A failure is recorded with its reason, never raised."""
+    async with run_lock(engine, job) as held:
         if not held:
             async with sessions.begin() as session:
-                await record_skipped(session, JOB, clock(), "another run was in progress")
-            log.warning("reconcile.skipped", reason="another run was in progress")
-            count_run(JOB, "skipped")
+                await record_skipped(session, job, clock(), "another run was in progress")
+            log.warning(f"{job}.skipped", reason="another run was in progress")
+            count_run(job, "skipped")
             return RunResult("skipped")
         async with sessions.begin() as session:
-            abandoned = await fail_abandoned(session, JOB, clock())
-            run_id = await start_run(session, JOB, clock())
+            abandoned = await fail_abandoned(session, job, clock())
+            run_id = await start_run(session, job, clock())
         if abandoned:
-            log.warning("reconcile.abandoned_runs_failed", runs=abandoned)
+            log.warning(f"{job}.abandoned_runs_failed", runs=abandoned)
         result = RunResult("success", run_id=run_id)
         try:
             async with asyncio.timeout(RUN_DEADLINE_SECONDS):
-                await _run(settings, sessions, twitch, clock, result)
+                await body(result)
         except Exception as exc:
             result.outcome = "failed"
             result.error = _describe(exc)
-            log.error("reconcile.failed", error=result.error, **result.counts)
+            log.error(f"{job}.failed", error=result.error, **result.counts)
         else:
-            log.info("reconcile.finished", **result.counts)
+            log.info(f"{job}.finished", **result.counts)
         async with sessions.begin() as session:
             await finish_run(
                 session,
@@ -122,8 +124,22 @@ async def reconcile_once(
                 counts=result.counts,
                 error=result.error,
             )
-        count_run(JOB, result.outcome, result.counts)
+        count_run(job, result.outcome, result.counts)
         return result
+
+
+async def reconcile_once(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    twitch: TwitchClient,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+) -> RunResult:
+    async def body(result: RunResult) -> None:
+        await _run(settings, sessions, twitch, clock, result)
+
+    return await recorded_run(JOB, engine, sessions, clock, body)
 
 
 async def _run(
