@@ -11,6 +11,7 @@ them, and is stopped after them. Each step of the stop has a deadline, then a ki
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -48,6 +49,27 @@ class _Stop:
 
     def __bool__(self) -> bool:
         return self.event.is_set()
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send the child SIGTERM when ``streamfold dev``
+    itself dies without its orderly stop (SIGKILL, a crash), so no web, worker, Redis or
+    local Twitch outlives it. Linux only; elsewhere only the orderly stop applies. (The
+    embedded PostgreSQL is a daemon of its own: the next ``dev`` reuses it.)"""
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arm() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request was in place
+            os._exit(1)
+
+    return arm
 
 
 def _stop_processes(children: Iterable[subprocess.Popen[bytes]], within: float) -> None:
@@ -100,6 +122,7 @@ def _start_local_twitch(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # stopped after its clients, like the embedded Redis
+        preexec_fn=_die_with_parent(),
     )
 
 
@@ -163,6 +186,7 @@ def run_dev() -> int:
                 stdout=redis_log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # not the terminal's Ctrl-C: stopped after its clients
+                preexec_fn=_die_with_parent(),
             )
             if not _wait_until_reachable(env["REDIS_URL"], 6379, stop):
                 return 0
@@ -193,6 +217,10 @@ def run_dev() -> int:
         localenv.RUN_FILE.unlink(missing_ok=True)
 
 
+def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, env=env, preexec_fn=_die_with_parent())  # noqa: S603
+
+
 def _supervise(
     env: dict[str, str],
     children: dict[str, subprocess.Popen[bytes]],
@@ -206,14 +234,14 @@ def _supervise(
     waits in Redis). Restart a child that exits, like a process supervisor in production
     but not in a loop, until stopped."""
     commands = {name: [sys.executable, "-m", "streamfold", name] for name in ("web", "worker")}
-    children["web"] = subprocess.Popen(commands["web"], env=env)  # noqa: S603
+    children["web"] = _start(commands["web"], env)
     if not _wait_until_ready(env["PUBLIC_BASE_URL"], children["web"], stop):
         if stop:
             return 0
         print("stopping: the web did not become ready (see the log above)", flush=True)
         return 1
     print(_banner(env, services, logs, twitch), flush=True)
-    children["worker"] = subprocess.Popen(commands["worker"], env=env)  # noqa: S603
+    children["worker"] = _start(commands["worker"], env)
     restarts = 0
     while not stop.wait(0.5):
         for name, child in children.items():
@@ -226,5 +254,5 @@ def _supervise(
             print(f"{name} exited with {child.returncode}; restarting it", flush=True)
             if stop.wait(min(restarts, 5)):
                 return 0
-            children[name] = subprocess.Popen(commands[name], env=env)  # noqa: S603
+            children[name] = _start(commands[name], env)
     return 0

@@ -4,6 +4,7 @@ Ctrl-C (SIGINT to the whole process group, as a terminal sends it) that stops ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -65,6 +66,48 @@ def test_stopping_children_waits_once_for_all_then_kills() -> None:
         child.stdout.close()
 
 
+class _Dev:
+    """``streamfold dev`` started as a terminal would, in its own process group, with
+    embedded services under ``data_dir``; its output collected line by line."""
+
+    def __init__(self, process: asyncio.subprocess.Process, reader: asyncio.Task[None]) -> None:
+        self.process = process
+        self.reader = reader
+        self.lines: list[str] = []
+
+    @classmethod
+    async def start(cls, data_dir: Path, port: int) -> _Dev:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(STREAMFOLD_DATA_DIR=str(data_dir), PORT=str(port))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "streamfold",
+            "dev",
+            env=env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own group, as a terminal gives it
+        )
+        lines: list[str] = []
+
+        async def read() -> None:
+            assert process.stdout is not None
+            async for line in process.stdout:
+                lines.append(line.decode(errors="replace").rstrip())
+
+        dev = cls(process, asyncio.create_task(read()))
+        dev.lines = lines
+        return dev
+
+    async def close(self) -> None:
+        if self.process.returncode is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            await self.process.wait()
+        self.reader.cancel()
+
+
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
     # Under the checkout rather than /tmp/pytest-of-*: the embedded PostgreSQL runs as its
@@ -80,27 +123,8 @@ async def test_dev_shows_the_banner_once_ready_and_ctrl_c_stops_everything(
     data_dir: Path,
 ) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(STREAMFOLD_DATA_DIR=str(data_dir), PORT=str(port))
-    dev = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streamfold",
-        "dev",
-        env=env,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,  # its own group, as a terminal gives it
-    )
-    lines: list[str] = []
-
-    async def read() -> None:
-        assert dev.stdout is not None
-        async for line in dev.stdout:
-            lines.append(line.decode(errors="replace").rstrip())
-
-    reader = asyncio.create_task(read())
+    dev = await _Dev.start(data_dir, port)
+    lines = dev.lines
     try:
         await eventually(lambda: "streamfold is running." in lines, within=180)
         async with httpx.AsyncClient() as client:
@@ -117,7 +141,7 @@ async def test_dev_shows_the_banner_once_ready_and_ctrl_c_stops_everything(
         assert "Ready to accept connections" in (logs / "redis.log").read_text()
 
         processes = _processes()
-        group = {pid for pid, (_, pgid, _, _) in processes.items() if pgid == dev.pid}
+        group = {pid for pid, (_, pgid, _, _) in processes.items() if pgid == dev.process.pid}
         postgres = {pid for pid, (*_, cmd) in processes.items() if str(data_dir) in cmd}
         redis_url = (data_dir / "run.env").read_text().split("REDIS_URL=redis://")[1]
         redis_address = redis_url.split("/", 1)[0]  # redis-server shows it in its title
@@ -126,18 +150,65 @@ async def test_dev_shows_the_banner_once_ready_and_ctrl_c_stops_everything(
         assert redis, "the embedded Redis is running"
         servers = postgres | redis
         # Redis is outside the terminal's group: it outlives its clients' orderly stop.
-        assert all(processes[pid][1] != dev.pid for pid in redis)
+        assert all(processes[pid][1] != dev.process.pid for pid in redis)
 
         started = time.monotonic()
-        os.killpg(dev.pid, signal.SIGINT)
+        os.killpg(dev.process.pid, signal.SIGINT)
         async with asyncio.timeout(30):
-            code = await dev.wait()
+            code = await dev.process.wait()
         assert code == 0
         assert time.monotonic() - started < 25
         await eventually(lambda: not _alive(group | servers), within=10)
         assert not (data_dir / "run.env").exists()
     finally:
-        if dev.returncode is None:
-            os.killpg(dev.pid, signal.SIGKILL)
-            await dev.wait()
-        reader.cancel()
+        await dev.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_dev_killed_outright_takes_its_children_with_it(data_dir: Path) -> None:
+    """SIGKILL leaves no orderly stop: the kernel's parent-death signal stops the web,
+    worker, embedded Redis and local Twitch. The embedded PostgreSQL is a daemon of its
+    own, reused by the next ``dev``; this test stops it itself."""
+    dev = await _Dev.start(data_dir, free_port())
+    try:
+        await eventually(lambda: "streamfold is running." in dev.lines, within=180)
+        await eventually(lambda: bool(_children(dev.process.pid) - _postgres(data_dir)), within=30)
+        children = _children(dev.process.pid) - _postgres(data_dir)
+        commands = " ".join(_processes()[pid][3] for pid in children)
+        for name in ("streamfold web", "streamfold worker", "redis-server", "local-twitch"):
+            assert name in commands, f"{name} runs under dev"
+
+        os.kill(dev.process.pid, signal.SIGKILL)  # the process alone, not its group
+        await dev.process.wait()
+        await eventually(lambda: not _alive(children), within=20)
+    finally:
+        await dev.close()
+        for pid in _postgres(data_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGQUIT)  # immediate shutdown of the postmaster
+        await eventually(lambda: not _alive(_postgres(data_dir)), within=20)
+
+
+def _children(parent: int) -> set[int]:
+    """Every live descendant of ``parent``."""
+    processes = _processes()
+    parents = {pid: _parent(pid) for pid in processes}
+    found: set[int] = set()
+    frontier = {parent}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return _alive(found)
+
+
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(stat[1])
+
+
+def _postgres(data_dir: Path) -> set[int]:
+    return _alive({pid for pid, (*_, cmd) in _processes().items() if str(data_dir) in cmd})
