@@ -78,9 +78,12 @@ _MARK = text("""
     WHERE seq = ANY(CAST(:all AS bigint[])) AND published_at IS NULL
 """)
 _TITLE = text("UPDATE live_outbox SET title = :title WHERE seq = :seq AND title IS NULL")
+# The newest row always stays: it tells a resuming SSE client that its id is older than
+# what is kept (answered with a snapshot) even after a quiet day.
 _PRUNE = text("""
     DELETE FROM live_outbox WHERE seq IN (
         SELECT seq FROM live_outbox WHERE published_at < now() - make_interval(secs => :keep)
+          AND seq < (SELECT max(seq) FROM live_outbox)
         ORDER BY seq LIMIT 10000)
 """)
 
@@ -259,4 +262,10 @@ class LivePublisher:
             return
         self._pruned_at = time.monotonic()
         async with self.sessions.begin() as session:
-            await session.execute(_PRUNE, {"keep": KEEP_PUBLISHED_SECONDS})
+            await prune(session)
+
+
+async def prune(session: AsyncSession, keep_seconds: float = KEEP_PUBLISHED_SECONDS) -> int:
+    """Remove published rows older than ``keep_seconds`` (up to 10,000); how many."""
+    result = await session.execute(_PRUNE, {"keep": keep_seconds})
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +17,7 @@ from redis.asyncio import Redis
 from aggregator.worker import create_worker
 from schema import live
 from schema.settings import Settings
-from tests.conftest import eventually
+from tests.conftest import ROOT, eventually
 from tests.connected import Connected
 from tests.receiver.people import add_user, sign_in
 
@@ -37,13 +40,12 @@ async def subscription_types(env: Connected, broadcaster_id: str) -> list[str]:
 async def running_worker(settings: Settings) -> AsyncIterator[None]:
     """A fold worker that keeps running (its listener and publisher with it)."""
     worker = create_worker(settings, handle_signals=False)
+    before = await follow_listeners(settings)
     task = asyncio.create_task(worker.async_run())
-    probe = Redis.from_url(settings.redis_url or "")
     try:
 
         async def listening() -> bool:
-            counts = await probe.pubsub_numsub(live.FOLLOW_CHANNEL)
-            return bool(counts and counts[0][1] >= 1)
+            return await follow_listeners(settings) > before
 
         await eventually(listening, within=15)
         yield
@@ -52,7 +54,56 @@ async def running_worker(settings: Settings) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(BaseException):
             await task
+
+
+async def follow_listeners(settings: Settings) -> int:
+    """How many fold workers listen on ``stream.follow`` (each has its publisher too)."""
+    probe = Redis.from_url(settings.redis_url or "")
+    try:
+        counts = await probe.pubsub_numsub(live.FOLLOW_CHANNEL)
+        return int(counts[0][1]) if counts else 0
+    finally:
         await probe.aclose()
+
+
+async def worker_process(settings: Settings, **env: str) -> asyncio.subprocess.Process:
+    """``streamfold worker`` as its own process on ``settings`` (Twitch: the stand-in),
+    once its follow listener is subscribed. ``env`` overrides settings by variable name."""
+    before = await follow_listeners(settings)
+    secret = settings.twitch_client_secret
+    keys = settings.token_encryption_keys
+    values = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "QUEUE_NAME": settings.queue_name,
+        "EVENTSUB_SECRET": settings.eventsub_secret.get_secret_value()
+        if settings.eventsub_secret
+        else "",
+        "TWITCH_CLIENT_ID": settings.twitch_client_id or "",
+        "TWITCH_CLIENT_SECRET": secret.get_secret_value() if secret else "",
+        "TWITCH_API_BASE": settings.twitch_api_base,
+        "TWITCH_AUTH_BASE": settings.twitch_auth_base,
+        "TOKEN_ENCRYPTION_KEYS": keys.get_secret_value() if keys else "",
+        "LIVE_BATCH_SECONDS": str(settings.live_batch_seconds),
+        "WORKER_METRICS_PORT": "0",
+        "EVENTSUB_ENSURE_AT_STARTUP": "false",
+        "LOG_FORMAT": "console",
+        **env,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamfold", "worker",
+        env=values, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    await eventually(lambda: _listening_beyond(settings, before, process), within=30)
+    return process
+
+
+async def _listening_beyond(
+    settings: Settings, before: int, process: asyncio.subprocess.Process
+) -> bool:
+    assert process.returncode is None, f"the worker exited with {process.returncode}"
+    return await follow_listeners(settings) > before
 
 
 class Subscriber:

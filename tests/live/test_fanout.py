@@ -4,6 +4,7 @@ batched, after commit; redeliveries publish nothing; a Redis outage only delays.
 from __future__ import annotations
 
 import asyncio
+import signal
 from datetime import UTC, datetime
 
 import pytest
@@ -21,7 +22,7 @@ from schema.twitch.follows import ChannelName, Follower, follow
 from streamfold.eventsub_sender import signed, stream_offline_body, stream_online_body
 from tests.conftest import SECRET, eventually
 from tests.connected import Connected, connected
-from tests.live.rig import Subscriber, running_worker
+from tests.live.rig import Subscriber, running_worker, worker_process
 
 pytestmark = pytest.mark.usefixtures("redis")
 KEY = SECRET.encode()
@@ -77,6 +78,54 @@ async def test_an_online_reaches_streams_online_batched_with_title_and_followers
         await eventually(lambda: len(subscriber.about("4242")) == 2, within=5)
         assert [m[0] for m in subscriber.about("4242")] == ["streams.online", "streams.offline"]
         assert await env.scalar("SELECT count(*) FROM live_outbox WHERE published_at IS NULL") == 0
+
+
+async def unpublished(env: Connected) -> int:
+    return int(await env.scalar("SELECT count(*) FROM live_outbox WHERE published_at IS NULL"))
+
+
+async def test_a_worker_killed_between_commit_and_publish_publishes_once_after_restart(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with connected(settings, sessions) as env, Subscriber(settings.redis_url or "") as sub:
+        env.standin.add_user("4242", "farstreamer")
+        env.standin.titles["4242"] = "after the crash"
+        await guild_follows(env, "4242", "farstreamer", "111")
+        # The first worker folds at once but holds publication for its 60 s batch window:
+        # the change is committed and not yet published when it is killed.
+        first = await worker_process(env.settings, LIVE_BATCH_SECONDS="60")
+        try:
+            body = stream_online_body("4242", "s-k", datetime.now(UTC), login="farstreamer")
+            await post(env, body, "stream.online")
+
+            async def committed() -> bool:
+                return await unpublished(env) == 1
+
+            await eventually(committed, within=15)
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+        finally:
+            if first.returncode is None:
+                first.kill()
+                await first.wait()
+        assert first.returncode == -signal.SIGKILL
+        assert sub.about("4242") == []
+        assert await unpublished(env) == 1
+
+        second = await worker_process(env.settings, LIVE_BATCH_SECONDS="0.2")
+        try:
+            # The dead worker's publisher lock lapses (its TTL), then the new one publishes.
+            await eventually(lambda: sub.about("4242"), within=30)
+            # Anything published after the offline was published before it: one online.
+            await post(env, stream_offline_body("4242"), "stream.offline")
+            await eventually(lambda: len(sub.about("4242")) >= 2, within=15)
+        finally:
+            second.terminate()
+            await second.wait()
+        assert [m[0] for m in sub.about("4242")] == ["streams.online", "streams.offline"]
+        [stream] = sub.about("4242")[0][1]["Streams"]
+        assert (stream["VideoId"], stream["VideoTitle"]) == ("s-k", "after the crash")
+        assert await unpublished(env) == 0
 
 
 def test_a_flap_inside_one_batch_is_published_once_in_its_final_state() -> None:
