@@ -53,6 +53,7 @@ class FollowListener:
         self.sessions = sessions
         self.twitch = twitch
         self.redis: Redis = Redis.from_url(settings.redis_url or "")
+        self.names = live.Names.of(settings)
         self.subscribed = asyncio.Event()  # for tests: the listener is connected
 
     async def run(self) -> None:
@@ -72,7 +73,7 @@ class FollowListener:
 
     async def _listen(self) -> None:
         async with self.redis.pubsub() as pubsub:
-            await pubsub.subscribe(live.FOLLOW_CHANNEL, live.UNFOLLOW_CHANNEL)
+            await pubsub.subscribe(self.names.follow, self.names.unfollow)
             self.subscribed.set()
             async for message in pubsub.listen():
                 if message.get("type") != "message":
@@ -86,16 +87,16 @@ class FollowListener:
             event = _decode.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("follow_listener.malformed", channel=channel, error=str(exc)[:200])
-            await live.count(self.redis, live.FOLLOW_MALFORMED)
+            await live.count(self.redis, self.names, live.FOLLOW_MALFORMED)
             return
         if event.platform.lower() != "twitch":
             log.info("follow_listener.other_platform", channel=channel, platform=event.platform)
-            await live.count(self.redis, live.FOLLOW_IGNORED)
+            await live.count(self.redis, self.names, live.FOLLOW_IGNORED)
             return
         key = str(event.stream_key).strip()
         follower = Follower("guild", str(event.guild_id))
         try:
-            await self._apply(channel == live.FOLLOW_CHANNEL, key, follower)
+            await self._apply(channel == self.names.follow, key, follower)
         except Exception as exc:
             detail = exc.detail if isinstance(exc, StreamfoldError) else type(exc).__name__
             log.warning(
@@ -105,9 +106,9 @@ class FollowListener:
                 guild_id=event.guild_id,
                 error=detail,
             )
-            await live.count(self.redis, live.FOLLOW_FAILED)
+            await live.count(self.redis, self.names, live.FOLLOW_FAILED)
             return
-        await live.count(self.redis, live.FOLLOW_EVENTS)
+        await live.count(self.redis, self.names, live.FOLLOW_EVENTS)
 
     async def _apply(self, following: bool, key: str, follower: Follower) -> None:
         by_id = key.isdigit()

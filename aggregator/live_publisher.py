@@ -164,6 +164,7 @@ class LivePublisher:
         self.redis: Redis = Redis.from_url(settings.redis_url or "")
         self.token = secrets.token_hex(8)
         self.lock_key = settings.queue_name + LOCK_SUFFIX
+        self.names = live.Names.of(settings)
         self._pruned_at = 0.0
 
     async def run(self) -> None:
@@ -215,7 +216,7 @@ class LivePublisher:
         finals = await self._with_titles(final_changes(rows, announced))
         now = datetime.now(UTC)
         sent = 0
-        for online, name in ((True, live.ONLINE_CHANNEL), (False, live.OFFLINE_CHANNEL)):
+        for online, name in ((True, self.names.online), (False, self.names.offline)):
             batch = [c for c in finals if c.online is online]
             if batch:
                 body = msgspec.json.encode(status_event(batch, online, guilds, now))
@@ -229,7 +230,7 @@ class LivePublisher:
                 if c.title:
                     await session.execute(_TITLE, {"seq": c.seq, "title": c.title})
         if sent:
-            await live.count(self.redis, live.PUBLISHED, sent)
+            await live.count(self.redis, self.names, live.PUBLISHED, sent)
             log.info("live.published", messages=sent, channels=len(finals), rows=len(rows))
         return sent
 

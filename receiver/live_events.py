@@ -129,7 +129,8 @@ class LiveHub:
             while True:
                 try:
                     async with redis.pubsub() as pubsub:
-                        await pubsub.subscribe(live.ONLINE_CHANNEL, live.OFFLINE_CHANNEL)
+                        names = live.Names.of(self.ctx.settings)
+                        await pubsub.subscribe(names.online, names.offline)
                         self.subscribed.set()
                         async for message in pubsub.listen():
                             if message.get("type") == "message":

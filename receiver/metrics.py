@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from schema import live
 from schema.jobs import failed_batches_key
 from schema.metrics import QUEUE_DEPTH, REGISTRY, refresh_queue_gauges
-from schema.twitch.client import BUDGET_KEY
+from schema.twitch.client import budget_key
 from schema.twitch.subscription_records import CHAT_BLOCKED_REASONS
 
 if TYPE_CHECKING:
@@ -137,10 +137,11 @@ async def _live_gauges(request: Request, session: AsyncSession) -> None:
     OUTBOX_AGE.set(float(outbox.age))
     hub = getattr(request.app.state, "live_hub", None)
     SSE_CONNECTIONS.set(len(hub.connections) if hub is not None else 0)
-    redis = request.app.state.ctx.redis
-    for name, value in (await redis.hgetall(live.COUNTERS_KEY)).items():
+    ctx = request.app.state.ctx
+    redis = ctx.redis
+    for name, value in (await redis.hgetall(live.Names.of(ctx.settings).counters)).items():
         LIVE_COUNTERS.labels(counter=name.decode()).set(int(value))
-    for name, value in (await redis.hgetall(BUDGET_KEY)).items():
+    for name, value in (await redis.hgetall(budget_key(ctx.settings))).items():
         BUDGET.labels(figure=name.decode()).set(int(value))
 
 

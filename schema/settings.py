@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     worker_shutdown_grace_seconds: int = Field(default=20, ge=0, le=600)
     # The worker serves Prometheus metrics on this port (0: not at all).
     worker_metrics_port: int = Field(default=9100, ge=0, le=65_535)
+    # Put before the live-status pub/sub channel names (stream.follow, streams.online, ...)
+    # when deployments share one Redis; empty: the exact names the tracker format uses.
+    live_channel_prefix: str = Field(default="", max_length=64)
     # How many channels one signed-in user may follow (POST /api/follows answers 422 past it).
     follow_limit: int = Field(default=100, ge=0, le=10_000)
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from schema.db import create_engine, create_sessionmaker
 from schema.settings import Settings
 from schema.twitch import TwitchClient
-from schema.twitch.client import BUDGET_KEY
+from schema.twitch.client import budget_key
 from schema.twitch.subscriptions import SyncReport, sync_subscriptions
 from schema.twitch.tokens import TokenCipher, connected_bot_id, rotate_token_keys
 
@@ -143,7 +143,7 @@ async def _budget(settings: Settings) -> str:
         return "unknown (no REDIS_URL)"
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        budget = await redis.hgetall(BUDGET_KEY)
+        budget = await redis.hgetall(budget_key(settings))
     finally:
         await redis.aclose()
     if not budget.get("max_total_cost"):

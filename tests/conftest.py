@@ -91,6 +91,8 @@ def settings(database_url: str, redis_url: str, queue_name: str) -> Settings:
         twitch_client_id="test-client-id",
         twitch_client_secret="test-client-secret",
         queue_name=queue_name,
+        # Pub/sub channels ignore the Redis database number: keep each test's own.
+        live_channel_prefix=f"{queue_name}:",
         log_format="console",
         # Twitch is unreachable from tests; tests that want it point at the stand-in.
         eventsub_ensure_at_startup=False,

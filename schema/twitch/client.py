@@ -41,8 +41,12 @@ T = TypeVar("T")
 
 HELIX_PAGE_IDS = 100  # Get Streams / Get Users take at most 100 ids per call (6.2, 6.3)
 _TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-# Redis hash of the EventSub budget: total_cost and max_total_cost, as Twitch last said.
-BUDGET_KEY = "streamfold:eventsub:budget"
+
+
+def budget_key(settings: Settings) -> str:
+    """Redis hash of the EventSub budget (total_cost and max_total_cost, as Twitch last
+    said), one per deployment."""
+    return f"{settings.queue_name}:eventsub:budget"
 
 
 class TwitchClient:
@@ -266,7 +270,7 @@ class TwitchClient:
         # A figure for operators and follows; the next create or list writes it again.
         with contextlib.suppress(RedisError):
             await self.redis.hset(  # type: ignore[misc]
-                BUDGET_KEY,
+                budget_key(self.settings),
                 mapping={"total_cost": page.total_cost, "max_total_cost": page.max_total_cost},
             )
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from schema.errors import NotFound, StreamfoldError
 from schema.logs import get_logger
 from schema.settings import Settings
-from schema.twitch.client import BUDGET_KEY, TwitchClient
+from schema.twitch.client import TwitchClient, budget_key
 from schema.twitch.errors import TwitchError
 from schema.twitch.subscriptions import lock_sync_shared, sync_subscriptions
 
@@ -110,7 +110,7 @@ async def budget_left(twitch: TwitchClient) -> int | None:
     if twitch.redis is None:
         return None
     try:
-        figures = await twitch.redis.hgetall(BUDGET_KEY)  # type: ignore[misc]
+        figures = await twitch.redis.hgetall(budget_key(twitch.settings))  # type: ignore[misc]
     except Exception:
         return None
     try:

@@ -60,7 +60,7 @@ async def follow_listeners(settings: Settings) -> int:
     """How many fold workers listen on ``stream.follow`` (each has its publisher too)."""
     probe = Redis.from_url(settings.redis_url or "")
     try:
-        counts = await probe.pubsub_numsub(live.FOLLOW_CHANNEL)
+        counts = await probe.pubsub_numsub(live.Names.of(settings).follow)
         return int(counts[0][1]) if counts else 0
     finally:
         await probe.aclose()
@@ -86,6 +86,7 @@ async def worker_process(settings: Settings, **env: str) -> asyncio.subprocess.P
         "TWITCH_AUTH_BASE": settings.twitch_auth_base,
         "TOKEN_ENCRYPTION_KEYS": keys.get_secret_value() if keys else "",
         "LIVE_BATCH_SECONDS": str(settings.live_batch_seconds),
+        "LIVE_CHANNEL_PREFIX": settings.live_channel_prefix,
         "WORKER_METRICS_PORT": "0",
         "EVENTSUB_ENSURE_AT_STARTUP": "false",
         "LOG_FORMAT": "console",
@@ -109,14 +110,15 @@ async def _listening_beyond(
 class Subscriber:
     """Collects what is published on streams.online / streams.offline."""
 
-    def __init__(self, redis_url: str) -> None:
-        self.redis = Redis.from_url(redis_url)
+    def __init__(self, settings: Settings) -> None:
+        self.names = live.Names.of(settings)
+        self.redis = Redis.from_url(settings.redis_url or "")
         self.messages: list[tuple[str, dict[str, Any], float]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Subscriber:
         self.pubsub = self.redis.pubsub()
-        await self.pubsub.subscribe(live.ONLINE_CHANNEL, live.OFFLINE_CHANNEL)
+        await self.pubsub.subscribe(self.names.online, self.names.offline)
         self._task = asyncio.create_task(self._collect())
         return self
 

@@ -15,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from aggregator.live_publisher import Change, LivePublisher, final_changes
 from aggregator.reconcile import reconcile_once
 from aggregator.sessions import fold_stream_events
+from schema import live
 from schema.events import BroadcasterId, MessageId, StreamId, StreamOnline
 from schema.settings import Settings
 from schema.twitch import TwitchClient
+from schema.twitch.client import budget_key
 from schema.twitch.follows import ChannelName, Follower, follow
 from streamfold.eventsub_sender import signed, stream_offline_body, stream_online_body
 from tests.conftest import SECRET, eventually
@@ -34,6 +36,10 @@ async def guild_follows(env: Connected, broadcaster_id: str, login: str, guild: 
         await follow(session, twitch, env.settings, channel, Follower("guild", guild))
 
 
+async def unpublished(env: Connected) -> int:
+    return int(await env.scalar("SELECT count(*) FROM live_outbox WHERE published_at IS NULL"))
+
+
 async def post(env: Connected, body: bytes, kind: str, message_id: str | None = None) -> float:
     message = signed(KEY, body, kind, sent_at=datetime.now(UTC), message_id=message_id)
     response = await env.browser.post(
@@ -48,7 +54,7 @@ async def test_an_online_reaches_streams_online_batched_with_title_and_followers
 ) -> None:
     async with (
         connected(settings, sessions) as env,
-        Subscriber(settings.redis_url or "") as subscriber,
+        Subscriber(settings) as subscriber,
         running_worker(env.settings),
     ):
         env.standin.add_user("4242", "farstreamer", "FarStreamer")
@@ -61,7 +67,7 @@ async def test_an_online_reaches_streams_online_batched_with_title_and_followers
         await eventually(lambda: subscriber.about("4242"), within=15)
         [(channel, message, at)] = subscriber.about("4242")
         assert at >= accepted
-        assert channel == "streams.online"
+        assert channel == subscriber.names.online
         assert message["IsOnline"] is True
         assert message["Platform"] == "twitch"
         [stream] = message["Streams"]
@@ -76,18 +82,20 @@ async def test_an_online_reaches_streams_online_batched_with_title_and_followers
         await post(env, body, "stream.online")
         await post(env, stream_offline_body("4242"), "stream.offline")
         await eventually(lambda: len(subscriber.about("4242")) == 2, within=5)
-        assert [m[0] for m in subscriber.about("4242")] == ["streams.online", "streams.offline"]
-        assert await env.scalar("SELECT count(*) FROM live_outbox WHERE published_at IS NULL") == 0
+        names = subscriber.names
+        assert [m[0] for m in subscriber.about("4242")] == [names.online, names.offline]
+        # Rows are marked published just after the PUBLISH.
+        await eventually(lambda: all_published(env), within=5)
 
 
-async def unpublished(env: Connected) -> int:
-    return int(await env.scalar("SELECT count(*) FROM live_outbox WHERE published_at IS NULL"))
+async def all_published(env: Connected) -> bool:
+    return await unpublished(env) == 0
 
 
 async def test_a_worker_killed_between_commit_and_publish_publishes_once_after_restart(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    async with connected(settings, sessions) as env, Subscriber(settings.redis_url or "") as sub:
+    async with connected(settings, sessions) as env, Subscriber(settings) as sub:
         env.standin.add_user("4242", "farstreamer")
         env.standin.titles["4242"] = "after the crash"
         await guild_follows(env, "4242", "farstreamer", "111")
@@ -122,10 +130,23 @@ async def test_a_worker_killed_between_commit_and_publish_publishes_once_after_r
         finally:
             second.terminate()
             await second.wait()
-        assert [m[0] for m in sub.about("4242")] == ["streams.online", "streams.offline"]
+        assert [m[0] for m in sub.about("4242")] == [sub.names.online, sub.names.offline]
         [stream] = sub.about("4242")[0][1]["Streams"]
         assert (stream["VideoId"], stream["VideoTitle"]) == ("s-k", "after the crash")
-        assert await unpublished(env) == 0
+        # Rows are marked published just after the PUBLISH.
+        await eventually(lambda: all_published(env), within=5)
+
+
+def test_the_redis_names_are_the_tracker_formats_unless_prefixed() -> None:
+    exact = live.Names.of(Settings(queue_name="one:queue"))
+    assert (exact.follow, exact.unfollow) == ("stream.follow", "stream.unfollow")
+    assert (exact.online, exact.offline) == ("streams.online", "streams.offline")
+    other = live.Names.of(Settings(queue_name="two:queue", live_channel_prefix="two:"))
+    assert other.online == "two:streams.online"
+    assert exact.counters != other.counters
+    assert budget_key(Settings(queue_name="one:queue")) != budget_key(
+        Settings(queue_name="two:queue")
+    )
 
 
 def test_a_flap_inside_one_batch_is_published_once_in_its_final_state() -> None:
@@ -140,7 +161,7 @@ def test_a_flap_inside_one_batch_is_published_once_in_its_final_state() -> None:
 async def test_redis_down_during_the_change_publishes_once_after_it_returns(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    async with connected(settings, sessions) as env, Subscriber(settings.redis_url or "") as sub:
+    async with connected(settings, sessions) as env, Subscriber(settings) as sub:
         env.standin.add_user("4242", "farstreamer")
         await guild_follows(env, "4242", "farstreamer", "111")
         now = datetime.now(UTC)
@@ -168,7 +189,7 @@ async def test_reconciliation_finding_a_live_channel_publishes_it_online(
 ) -> None:
     async with (
         connected(settings, sessions) as env,
-        Subscriber(settings.redis_url or "") as subscriber,
+        Subscriber(settings) as subscriber,
         running_worker(env.settings),
     ):
         env.standin.add_user("4242", "farstreamer")
@@ -179,6 +200,6 @@ async def test_reconciliation_finding_a_live_channel_publishes_it_online(
         assert result.outcome == "success"
         await eventually(lambda: subscriber.about("4242"), within=5)
         [(channel, message, _)] = subscriber.about("4242")
-        assert channel == "streams.online"
+        assert channel == subscriber.names.online
         assert message["Streams"][0]["VideoId"] == "s-r"
         assert message["Streams"][0]["VideoTitle"] == "stand-in stream"

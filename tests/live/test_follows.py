@@ -150,15 +150,16 @@ async def test_outside_groups_follow_over_redis_and_bad_messages_are_dropped(
     async with connected(settings, sessions) as env, running_worker(env.settings):
         env.standin.add_user("4242", "farstreamer")
         redis = Redis.from_url(env.settings.redis_url or "")
-        await redis.delete(live.COUNTERS_KEY)
+        names = live.Names.of(env.settings)
+        await redis.delete(names.counters)
         for junk in (b"not json", b'{"platform": "twitch"}', b"[1, 2]"):
-            await redis.publish(live.FOLLOW_CHANNEL, junk)
+            await redis.publish(names.follow, junk)
         await redis.publish(
-            live.FOLLOW_CHANNEL,
+            names.follow,
             b'{"platform": "youtube", "stream_key": "x", "guild_id": 1, "channel_id": 2}',
         )
         await redis.publish(
-            live.FOLLOW_CHANNEL,
+            names.follow,
             b'{"platform": "twitch", "stream_key": "farstreamer", "guild_id": 123456789012,'
             b' "channel_id": 5, "user_id": 6, "timestamp": "2024-05-04T12:00:00Z",'
             b' "metadata": {}}',
@@ -171,11 +172,11 @@ async def test_outside_groups_follow_over_redis_and_bad_messages_are_dropped(
 
         await eventually(tracked, within=15)
         assert await subscription_types(env, "4242") == ["stream.offline", "stream.online"]
-        counters = await redis.hgetall(live.COUNTERS_KEY)
+        counters = await redis.hgetall(names.counters)
         assert int(counters[live.FOLLOW_MALFORMED.encode()]) == 3
         assert int(counters[live.FOLLOW_IGNORED.encode()]) == 1
         await redis.publish(
-            live.UNFOLLOW_CHANNEL,
+            names.unfollow,
             b'{"platform": "twitch", "stream_key": "4242", "guild_id": 123456789012}',
         )
 

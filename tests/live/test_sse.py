@@ -176,7 +176,9 @@ async def test_a_client_too_slow_for_a_burst_is_cut_off_and_can_come_back(
             async with listening(env, fan) as slow, listening(env, other) as calm:
                 await eventually(lambda: hub_listening(env), within=10)
                 message = status_event(changes, True, {}, datetime.now(UTC))
-                await redis.publish(live.ONLINE_CHANNEL, msgspec.json.encode(message))
+                await redis.publish(
+                    live.Names.of(env.settings).online, msgspec.json.encode(message)
+                )
                 await eventually(lambda: slow.ended, within=10)
                 assert len(slow.items) < burst  # the rest was dropped, not buffered
                 await eventually(lambda: calm.items, within=10)
@@ -190,7 +192,7 @@ async def test_a_client_too_slow_for_a_burst_is_cut_off_and_can_come_back(
                 await eventually(one_open, within=10)
             async with listening(env, fan) as back:
                 await redis.publish(
-                    live.ONLINE_CHANNEL,
+                    live.Names.of(env.settings).online,
                     msgspec.json.encode(status_event(changes[:1], True, {}, datetime.now(UTC))),
                 )
                 await eventually(lambda: back.items, within=10)
@@ -203,7 +205,7 @@ async def hub_listening(env: Connected) -> bool:
     """The web process's hub (made by its first client) listens on streams.online."""
     probe = Redis.from_url(env.settings.redis_url or "")
     try:
-        counts = await probe.pubsub_numsub(live.ONLINE_CHANNEL)
+        counts = await probe.pubsub_numsub(live.Names.of(env.settings).online)
         return bool(counts and counts[0][1] >= 1)
     finally:
         await probe.aclose()
