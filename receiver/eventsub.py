@@ -194,7 +194,7 @@ async def _verification(ctx: Context, body: bytes) -> Response:
     async with ctx.sessions.begin() as session:
         # Only subscriptions we asked for: a pending create of this type and condition
         # (the challenge can beat our create call's answer) or an id we recorded.
-        if not await is_expected(session, ctx.redis, subscription):
+        if not await is_expected(session, ctx.redis, ctx.settings.queue_name, subscription):
             if not ctx.settings.eventsub_accept_any_challenge:
                 log.warning(
                     "eventsub.challenge_refused",

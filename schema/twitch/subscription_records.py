@@ -98,25 +98,29 @@ async def record_revocation(session: AsyncSession, subscription: Subscription) -
     return True
 
 
-def _expectation_key(sub_type: str, condition: dict[str, str]) -> str:
+def _expectation_key(namespace: str, sub_type: str, condition: dict[str, str]) -> str:
+    """Per deployment (``namespace`` is its queue name): another deployment's pending
+    create on the same Redis must not make this one answer a challenge."""
     canonical = msgspec.json.encode([sub_type, sorted(condition.items())])
-    return f"streamfold:eventsub:expected:{hashlib.sha256(canonical).hexdigest()[:32]}"
+    return f"{namespace}:eventsub:expected:{hashlib.sha256(canonical).hexdigest()[:32]}"
 
 
-async def expect(redis: Redis | None, sub_type: str, condition: dict[str, str]) -> None:
+async def expect(
+    redis: Redis | None, namespace: str, sub_type: str, condition: dict[str, str]
+) -> None:
     """Record, before the create call, that a challenge for this may come."""
     if redis is not None:
-        key = _expectation_key(sub_type, condition)
+        key = _expectation_key(namespace, sub_type, condition)
         await redis.set(key, b"1", ex=EXPECTATION_TTL_SECONDS)
 
 
 async def is_expected(
-    session: AsyncSession, redis: Redis | None, subscription: Subscription
+    session: AsyncSession, redis: Redis | None, namespace: str, subscription: Subscription
 ) -> bool:
     """Did we ask for this subscription? A pending create of the same type and condition,
     or an id we recorded and that was not revoked."""
     if redis is not None:
-        key = _expectation_key(subscription.type, subscription.condition)
+        key = _expectation_key(namespace, subscription.type, subscription.condition)
         if await redis.exists(key):
             return True
     known = await session.execute(

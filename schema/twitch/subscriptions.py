@@ -258,7 +258,7 @@ async def _create(
     report: SyncReport,
 ) -> str | None:
     secret = settings.eventsub_secret.get_secret_value() if settings.eventsub_secret else ""
-    await expect(twitch.redis, item.type, item.condition_dict)
+    await expect(twitch.redis, twitch.settings.queue_name, item.type, item.condition_dict)
     try:
         result = await twitch.create_subscription(
             item.type, item.condition_dict, callback=settings.callback_url, secret=secret

@@ -319,7 +319,7 @@ async def test_a_challenge_is_answered_while_a_sync_still_holds_its_row(
         redis = ArqRedis.from_url(env.settings.redis_url or "")
         try:
             # The create call is about to be made: the expectation comes first.
-            await expect(redis, "stream.online", condition)
+            await expect(redis, env.settings.queue_name, "stream.online", condition)
         finally:
             await redis.aclose()
         body = challenge_body("race-challenge", "stream.online", condition, "race-1")
