@@ -23,6 +23,7 @@ def _sections() -> dict[str, Section]:
         discovery_bench,
         e2e_bench,
         fold_bench,
+        live_bench,
         query_bench,
         receiver_bench,
         reconcile_bench,
@@ -38,6 +39,7 @@ def _sections() -> dict[str, Section]:
         "reconcile": reconcile_bench.run,
         "scaling": fold_bench.run_scaling,
         "storage": storage_bench.run,
+        "live": live_bench.run,
     }
 
 

@@ -60,3 +60,12 @@ async def test_response_parser_handles_split_and_back_to_back_answers() -> None:
     conn.data_received(b"cde")
     assert await second == 503
     assert conn.buffer == bytearray()
+
+
+def test_live_bench_reads_sse_events_and_counts_the_unseen_at_the_end() -> None:
+    from bench.live_bench import lags, sse_events
+
+    lines = [": connected", "", "id: 7", "event: online", 'data: {"broadcaster_id": "1"}', ""]
+    lines += [": keep-alive", "", "event: offline", "data: {}"]  # the last one is incomplete
+    assert sse_events(lines) == [("online", {"broadcaster_id": "1"})]
+    assert lags({"1": 10.0, "2": 11.0}, {"1": 10.5}, end=20.0) == [0.5, 9.0]

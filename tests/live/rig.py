@@ -11,13 +11,15 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import msgspec
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from aggregator.worker import create_worker
 from schema import live
 from schema.settings import Settings
-from tests.conftest import ROOT, eventually
+from tests.conftest import ROOT, eventually, free_port
 from tests.connected import Connected
 from tests.receiver.people import add_user, sign_in
 
@@ -66,38 +68,59 @@ async def follow_listeners(settings: Settings) -> int:
         await probe.aclose()
 
 
+def process_env(settings: Settings, **env: str) -> dict[str, str]:
+    """The environment that makes a ``streamfold`` process build ``settings``; ``env``
+    overrides by variable name."""
+    values = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is None:
+            values.pop(name.upper(), None)
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        values[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    return values | {"WORKER_METRICS_PORT": "0"} | env
+
+
+async def _start(settings: Settings, *args: str, **env: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamfold", *args, env=process_env(settings, **env), cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 async def worker_process(settings: Settings, **env: str) -> asyncio.subprocess.Process:
     """``streamfold worker`` as its own process on ``settings`` (Twitch: the stand-in),
-    once its follow listener is subscribed. ``env`` overrides settings by variable name."""
+    once its follow listener is subscribed."""
     before = await follow_listeners(settings)
-    secret = settings.twitch_client_secret
-    keys = settings.token_encryption_keys
-    values = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        "QUEUE_NAME": settings.queue_name,
-        "EVENTSUB_SECRET": settings.eventsub_secret.get_secret_value()
-        if settings.eventsub_secret
-        else "",
-        "TWITCH_CLIENT_ID": settings.twitch_client_id or "",
-        "TWITCH_CLIENT_SECRET": secret.get_secret_value() if secret else "",
-        "TWITCH_API_BASE": settings.twitch_api_base,
-        "TWITCH_AUTH_BASE": settings.twitch_auth_base,
-        "TOKEN_ENCRYPTION_KEYS": keys.get_secret_value() if keys else "",
-        "LIVE_BATCH_SECONDS": str(settings.live_batch_seconds),
-        "LIVE_CHANNEL_PREFIX": settings.live_channel_prefix,
-        "WORKER_METRICS_PORT": "0",
-        "EVENTSUB_ENSURE_AT_STARTUP": "false",
-        "LOG_FORMAT": "console",
-        **env,
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamfold", "worker",
-        env=values, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    await eventually(lambda: _listening_beyond(settings, before, process), within=30)
+    process = await _start(settings, "worker", **env)
+    await eventually(lambda: _listening_beyond(settings, before, process), within=60)
     return process
+
+
+@contextlib.asynccontextmanager
+async def web_process(settings: Settings) -> AsyncIterator[str]:
+    """``streamfold web`` as its own process on ``settings``; its base URL once it
+    answers ``/healthz``."""
+    port = free_port()
+    process = await _start(settings, "web", "--host", "127.0.0.1", PORT=str(port))
+    url = f"http://127.0.0.1:{port}"
+
+    async def answers() -> bool:
+        assert process.returncode is None, f"the web process exited with {process.returncode}"
+        try:
+            async with httpx.AsyncClient(timeout=1) as client:
+                return (await client.get(url + "/healthz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        await eventually(answers, within=60)
+        yield url
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
 
 
 async def _listening_beyond(

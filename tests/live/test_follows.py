@@ -12,13 +12,12 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from receiver.app import create_app
 from schema import live
 from schema.settings import Settings
 from streamfold.channels_cli import describe_follows
-from tests.conftest import eventually, serve
+from tests.conftest import eventually
 from tests.connected import connected
-from tests.live.rig import follower, running_worker, subscription_types
+from tests.live.rig import follower, running_worker, subscription_types, web_process
 
 pytestmark = pytest.mark.usefixtures("redis")
 
@@ -119,7 +118,7 @@ async def test_concurrent_follows_across_two_web_processes_end_right(
         users = [await follower(env, str(100 + i), f"user{i}") for i in range(5)]
         rng = random.Random(14)
         async with (
-            serve(create_app(env.settings)) as second_url,
+            web_process(env.settings) as second_url,
             httpx.AsyncClient(base_url=second_url, timeout=30) as second,
         ):
             clients = [env.browser, second]
