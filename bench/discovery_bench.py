@@ -94,8 +94,12 @@ _GENERATE = [
               CAST(:slot AS timestamptz) - (1 + c.n % 48) * interval '5 minutes'
        FROM chans c, generate_series(0, 48) AS k
        WHERE c.live AND k <= c.n % 48""",
+    # Live now as the collector leaves it: the newest snapshot copied onto the profile.
     """UPDATE channel_profiles p
-       SET live_at = CAST(:slot AS timestamptz), live_viewers = v.viewer_count
+       SET live_at = CAST(:slot AS timestamptz), live_viewers = v.viewer_count,
+           live_stream_id = v.stream_id, live_title = v.title, live_game_id = v.game_id,
+           live_game_name = v.game_name, live_language = v.language,
+           live_started_at = v.started_at, live_thumbnail_url = v.thumbnail_url
        FROM viewer_samples v
        WHERE v.broadcaster_id = p.broadcaster_id AND v.sampled_at = CAST(:slot AS timestamptz)""",
     # A year of snapshots for a sample of channels: four hours a day at their own hour.
@@ -133,9 +137,12 @@ async def generate(session: AsyncSession, sizes: dict[str, Any]) -> dict[str, An
     began = time.perf_counter()
     await collector._refresh_windows(session, sizes["now"])  # as the collector does
     refresh_s = time.perf_counter() - began
+    began = time.perf_counter()
+    await collector._refresh_recent(session, sizes["now"])
+    recent_s = time.perf_counter() - began
     tables = "channel_profiles, categories, category_days, category_windows, viewer_samples"
     await session.execute(text(f"ANALYZE {tables}"))
-    counts: dict[str, Any] = {"refresh_s": refresh_s}
+    counts: dict[str, Any] = {"refresh_s": refresh_s, "recent_s": recent_s}
     for table in ("channel_profiles", "category_days", "viewer_samples"):
         count = text(f"SELECT count(*) FROM {table}")  # noqa: S608 - fixed table names
         counts[table] = int((await session.execute(count)).scalar_one())
@@ -151,7 +158,7 @@ async def generate(session: AsyncSession, sizes: dict[str, Any]) -> dict[str, An
 
 
 async def prepare(env: Environment, sizes: dict[str, Any]) -> dict[str, Any]:
-    engine = create_engine(env.database_url, pool_size=1)
+    engine = create_engine(env.database_url, pool_size=1, statement_timeout=None)
     try:
         async with create_sessionmaker(engine).begin() as session:
             began = time.perf_counter()
