@@ -9,17 +9,18 @@ each route reads is generated at full size, inside PostgreSQL (``INSERT … SELE
   built from a small set of syllables so that trigrams are shared widely (a harder case
   for search than random strings);
 - the live rows: each live channel's current stream, a snapshot every five minutes since
-  it started (up to four hours), the newest one what ``live_at`` points at;
+  it started (up to four hours), the newest one copied onto the profile as the collector
+  does;
 - ``category_days``: a year of the daily rollup for every channel (each streams on a
   share of days, mostly in its own category, among 500 of very unequal popularity);
 - a year of five-minute snapshots (four hours a day) for a sample of channels, whose
   history is read too, so ``viewer_samples`` is millions of rows deep.
 
-Why that is representative: live now walks the partial index of live profiles
-(``live_at IS NOT NULL``, by viewers) and joins each row's newest snapshot by the
-samples' primary key, so it costs the number of live channels it passes, not the
-history; search reads the trigram indexes of 10,000 profiles and, for at most 200
-candidates, 30 days of their rollup through ``(broadcaster_id, day)``; the category
+Why that is representative: live now walks a partial index of live profiles (by
+viewers, or by category or language, then viewers) and reads only those rows, which
+carry their newest snapshot, so it costs the live channels it passes, not the history;
+search reads the trigram indexes of 10,000 profiles and orders at most 200 candidates by
+their precomputed 30-day figure; the category
 table reads the 30 newest days of the rollup through its primary key (day first), at
 the full year's per-day density. A longer history adds index depth (one level per
 ~100x), not rows read.
@@ -271,7 +272,9 @@ def run(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
                 f"profiles ({info['live']:,} live), {info['category_days']:,} category-days "
                 f"({sizes['days']} days), {info['viewer_samples']:,} snapshots "
                 f"({sizes['history']} channels x {sizes['days']} days + live streams); "
-                f"{per_route} requests per route per repetition, one at a time"
+                f"{per_route} requests per route per repetition, one at a time; the "
+                f"collector's refresh of the category windows {info['refresh_s']:.1f} s and "
+                f"of the recent figures {info['recent_s']:.1f} s"
             ),
         )
     )

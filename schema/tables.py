@@ -397,12 +397,18 @@ class ChannelProfile(Base):
             "broadcaster_id",
             postgresql_where=text("live_at IS NOT NULL"),
         ),
-        # Live now by one category or one language, in viewer order.
+        # Live now by one category (its id; its name for a snapshot whose category has
+        # no row) or one language, in viewer order.
         Index(
             "ix_channel_profiles_live_game",
             "live_game_id",
             "live_viewers",
             "broadcaster_id",
+            postgresql_where=text("live_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_channel_profiles_live_game_name",
+            text("lower(live_game_name)"),
             postgresql_where=text("live_at IS NOT NULL"),
         ),
         Index(

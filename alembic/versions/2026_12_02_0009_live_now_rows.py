@@ -76,6 +76,12 @@ def upgrade() -> None:
         postgresql_where=_LIVE,
     )
     op.create_index(
+        "ix_channel_profiles_live_game_name",
+        "channel_profiles",
+        [sa.text("lower(live_game_name)")],
+        postgresql_where=_LIVE,
+    )
+    op.create_index(
         "ix_channel_profiles_live_language",
         "channel_profiles",
         [sa.text("lower(live_language)"), "live_viewers", "broadcaster_id"],
@@ -87,6 +93,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_categories_name_lower", table_name="categories")
     op.drop_index("ix_channel_profiles_live_language", table_name="channel_profiles")
+    op.drop_index("ix_channel_profiles_live_game_name", table_name="channel_profiles")
     op.drop_index("ix_channel_profiles_live_game", table_name="channel_profiles")
     op.drop_column("channel_profiles", "recent_viewer_seconds")
     for name, _ in reversed(_LIVE_COLUMNS):

@@ -35,11 +35,12 @@ class LiveRow:
 
 # Live now reads only ``channel_profiles``: the collector copies each live channel's
 # newest snapshot onto its profile row (``live_*``), so a page walks the partial index of
-# live profiles in viewer order (or the one of its category or language) and never
-# probes the snapshots. ``game`` matches the id, or the name shown (the category's
-# newest name, else the snapshot's), case-insensitively; the three branches below are
-# that test, split so that each can use an index. One statement per combination of
-# filters and cursor, so that no branch is a run-time ``IS NULL`` test on a parameter
+# live profiles in viewer order (or the one of its language) and never probes the
+# snapshots. ``game`` matches the id, or the name shown (the category's newest name,
+# else the snapshot's), case-insensitively: the rows of the category ids that the value
+# names (an index scan per id), and apart those whose id has no category row, by the
+# snapshot's name (an index on it, nearly always empty). One statement per combination
+# of filters and cursor, so that no branch is a run-time ``IS NULL`` test on a parameter
 # (a cached generic plan could not drop it and would lose the index).
 _LIVE_SELECT = """
     SELECT p.broadcaster_id, p.login, p.display_name, p.profile_image_url,
@@ -50,19 +51,17 @@ _LIVE_SELECT = """
     FROM channel_profiles p
     LEFT JOIN categories c ON c.game_id = p.live_game_id
     WHERE p.live_at IS NOT NULL"""
-_LIVE_GAME = """
-      AND (p.live_game_id = :game
-           OR p.live_game_id IN (SELECT k.game_id FROM categories k
-                                 WHERE lower(k.name) = lower(:game))
-           OR (c.game_id IS NULL AND lower(p.live_game_name) = lower(:game)))"""
+_LIVE_GAME_IDS = """
+      AND p.live_game_id = ANY(ARRAY(
+          SELECT CAST(:game AS text)
+          UNION SELECT k.game_id FROM categories k WHERE lower(k.name) = lower(:game)))"""
+_LIVE_GAME_UNNAMED = """
+      AND lower(p.live_game_name) = lower(:game) AND c.game_id IS NULL
+      AND p.live_game_id IS DISTINCT FROM :game"""
 _LIVE_LANGUAGE = """
       AND lower(p.live_language) = :language"""
 _LIVE_AFTER = """
       AND (p.live_viewers, p.broadcaster_id) < (:after_rank, CAST(:after_id AS text))"""
-_LIVE_ORDER = """
-    ORDER BY p.live_viewers DESC, p.broadcaster_id DESC
-    LIMIT :limit
-"""
 
 
 def live_query(*, game: bool, language: bool, after: bool) -> TextClause:
@@ -70,14 +69,19 @@ def live_query(*, game: bool, language: bool, after: bool) -> TextClause:
     return _LIVE_QUERIES[(game, language, after)]
 
 
-_LIVE_QUERIES = {
-    (g, lang, a): text(
-        _LIVE_SELECT
-        + (_LIVE_GAME if g else "")
-        + (_LIVE_LANGUAGE if lang else "")
-        + (_LIVE_AFTER if a else "")
-        + _LIVE_ORDER
+def _live_text(game: bool, language: bool, after: bool) -> str:
+    rest = (_LIVE_LANGUAGE if language else "") + (_LIVE_AFTER if after else "")
+    if not game:
+        return _LIVE_SELECT + rest + "\n    ORDER BY p.live_viewers DESC, p.broadcaster_id DESC"
+    branches = "\n    UNION ALL".join(
+        _LIVE_SELECT + branch + rest for branch in (_LIVE_GAME_IDS, _LIVE_GAME_UNNAMED)
     )
+    order = "\n    ) live\n    ORDER BY viewers DESC, broadcaster_id DESC"
+    return "SELECT * FROM (" + branches + order  # noqa: S608 - fixed fragments
+
+
+_LIVE_QUERIES = {
+    (g, lang, a): text(_live_text(g, lang, a) + "\n    LIMIT :limit\n")
     for g in (False, True)
     for lang in (False, True)
     for a in (False, True)
@@ -145,12 +149,12 @@ def like_prefix(query: str) -> str:
 # ("shruod" is 0.27 like "shroud"); 0.2 still keeps unrelated names out. For this
 # transaction only; ``show_limit()`` first loads pg_trgm in this connection, or the
 # setting would be a placeholder that the library's own default replaces when it loads.
-_LOAD_TRGM = text("SELECT show_limit()")
-_THRESHOLD = text("SELECT set_config('pg_trgm.similarity_threshold', '0.2', true)")
+# Both in one round trip: the functions are looked up (the library loaded) before either
+# runs, so the setting is set after the library defined it.
+_THRESHOLD = text("SELECT show_limit(), set_config('pg_trgm.similarity_threshold', '0.2', true)")
 
 
 async def search(session: AsyncSession, query: str, *, limit: int) -> list[ChannelMatch]:
-    await session.execute(_LOAD_TRGM)
     await session.execute(_THRESHOLD)
     rows = await session.execute(
         _SEARCH, {"q": query, "prefix": like_prefix(query), "limit": limit}

@@ -125,3 +125,41 @@ async def test_recent_hours_follow_the_rollup_and_age_out_after_30_days(rig: Rig
         "SELECT broadcaster_id, recent_viewer_seconds FROM channel_profiles ORDER BY 1"
     )
     assert [tuple(f) for f in figures] == [("7", 9000), ("8", 0)]
+
+
+# The ``game`` test written plainly: the id, or the name shown, case-insensitively.
+PLAIN_GAME_FILTER = text("""
+    SELECT p.broadcaster_id FROM channel_profiles p
+    LEFT JOIN categories c ON c.game_id = p.live_game_id
+    WHERE p.live_at IS NOT NULL
+      AND (p.live_game_id = :game OR lower(coalesce(c.name, p.live_game_name)) = lower(:game))
+    ORDER BY p.live_viewers DESC, p.broadcaster_id DESC
+""")
+
+
+async def test_the_game_filter_matches_id_or_shown_name_once_each(rig: Rig) -> None:
+    at = base_time()
+    profiles = [  # id, viewers, category id, the snapshot's category name
+        ("1", 90, "5", "Chess"),  # no category row: matched by id and by its own name
+        ("2", 80, None, "Chess"),  # no category id at all
+        ("3", 70, "6", "Chess"),  # category 6 is called "Go" now
+        ("4", 60, "6", "Go"),
+        ("5", 50, "Chess", "Checkers"),  # a category whose id looks like another's name
+    ]
+    async with rig.sessions.begin() as session:
+        await session.execute(text("INSERT INTO categories (game_id, name) VALUES ('6', 'Go')"))
+        for b, viewers, game_id, game_name in profiles:
+            await session.execute(
+                text("""INSERT INTO channel_profiles
+                            (broadcaster_id, login, display_name, live_at, live_viewers,
+                             live_stream_id, live_game_id, live_game_name)
+                        VALUES (:b, :b, :b, :at, :v, :s, :g, :n)"""),
+                {"b": b, "at": at, "v": viewers, "s": f"s{b}", "g": game_id, "n": game_name},
+            )
+    for game in ("5", "chess", "CHESS", "Chess", "6", "go", "checkers", "nothing"):
+        async with rig.sessions() as session:
+            plain = list((await session.execute(PLAIN_GAME_FILTER, {"game": game})).scalars())
+        assert await live_ids(rig, game=game) == plain, game
+    assert await live_ids(rig, game="chess") == ["1", "2"]
+    assert await live_ids(rig, game="Chess") == ["1", "2", "5"]
+    assert await live_ids(rig, game="go") == ["3", "4"]
