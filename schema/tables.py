@@ -378,18 +378,23 @@ class ChannelProfile(Base):
         BigInteger, server_default=text("0"), nullable=False
     )
 
+    # The trigram indexes take each new row version at once (``fastupdate`` off): every
+    # collector run rewrites the live profiles, and a pending list of them would be
+    # scanned whole by every search until the next vacuum.
     __table_args__ = (
         Index(
             "ix_channel_profiles_login_trgm",
             "login",
             postgresql_using="gin",
             postgresql_ops={"login": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
         ),
         Index(
             "ix_channel_profiles_display_name_trgm",
             "display_name",
             postgresql_using="gin",
             postgresql_ops={"display_name": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
         ),
         Index(
             "ix_channel_profiles_live",

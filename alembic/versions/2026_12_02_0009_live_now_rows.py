@@ -7,6 +7,7 @@ small row per live channel and never probes the snapshots. ``recent_viewer_secon
 holds each channel's last 30 days of the rollup, refreshed with the category tables, so
 search orders its candidates without summing the rollup per request. Existing live
 profiles are filled from the snapshot ``live_at`` points at (one without it is not live).
+The trigram indexes stop deferring new entries to a pending list (``fastupdate``).
 
 Revision ID: 0009
 Revises: 0008
@@ -57,7 +58,24 @@ _BACKFILL_RECENT = """
 """
 
 
+# GIN's pending list takes new entries cheaply and is read whole by every scan until a
+# vacuum merges it: each collector run rewrites every live profile (new row versions,
+# new entries), so search would read thousands of pending entries. Off: entries go
+# into the index at once (a few per row, a few thousand rows a run).
+_TRIGRAM_INDEXES = ("ix_channel_profiles_login_trgm", "ix_channel_profiles_display_name_trgm")
+
+
+def _trigram_gin() -> bool:
+    """pg_trgm's GIN indexes, or the plain B-trees of a server without it (0005)."""
+    installed = "SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'"
+    return op.get_bind().scalar(sa.text(installed)) is not None
+
+
 def upgrade() -> None:
+    if _trigram_gin():
+        for index in _TRIGRAM_INDEXES:
+            op.execute(f"ALTER INDEX {index} SET (fastupdate = off)")
+            op.execute(f"SELECT gin_clean_pending_list('{index}'::regclass)")
     for name, kind in _LIVE_COLUMNS:
         op.add_column("channel_profiles", sa.Column(name, kind, nullable=True))
     op.add_column(
@@ -91,6 +109,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if _trigram_gin():
+        for index in _TRIGRAM_INDEXES:
+            op.execute(f"ALTER INDEX {index} RESET (fastupdate)")
     op.drop_index("ix_categories_name_lower", table_name="categories")
     op.drop_index("ix_channel_profiles_live_language", table_name="channel_profiles")
     op.drop_index("ix_channel_profiles_live_game_name", table_name="channel_profiles")
