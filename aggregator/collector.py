@@ -103,6 +103,7 @@ async def _run(
         )
         counts["rollup_rows"] = await _roll_up(session, polled_at - ROLLUP_LAG)
         counts["category_windows"] = await _refresh_windows(session, polled_at)
+        counts["recent_figures"] = await _refresh_recent(session, polled_at)
 
 
 def _live(stream: Stream) -> bool:
@@ -233,9 +234,13 @@ async def _store_users(session: AsyncSession, users: Sequence[User], at: datetim
 
 # Live now: a collected channel is live while this poll's top list has it (leaving the
 # list says nothing more); a tracked one while its session is open and sampled lately.
+# The live snapshot's stream is copied onto the profile in the same statement that
+# points ``live_at`` at it, so live now never reads the snapshots.
 _MARK_LIVE = text("""
     WITH live AS (
-        SELECT DISTINCT ON (v.broadcaster_id) v.broadcaster_id, v.sampled_at, v.viewer_count
+        SELECT DISTINCT ON (v.broadcaster_id) v.broadcaster_id, v.sampled_at, v.viewer_count,
+               v.stream_id, v.title, v.game_id, v.game_name, v.language, v.started_at,
+               v.thumbnail_url
         FROM viewer_samples v
         WHERE v.sampled_at >= :since AND v.sampled_at <= :now
           AND ((v.broadcaster_id = ANY(CAST(:collected AS text[])) AND v.sampled_at = :now)
@@ -244,12 +249,18 @@ _MARK_LIVE = text("""
                                WHERE s.id = v.stream_id AND s.ended_at IS NULL)))
         ORDER BY v.broadcaster_id, v.sampled_at DESC
     ), state AS (
-        SELECT p.broadcaster_id, live.sampled_at, live.viewer_count
+        SELECT p.broadcaster_id, live.sampled_at, live.viewer_count, live.stream_id,
+               live.title, live.game_id, live.game_name, live.language, live.started_at,
+               live.thumbnail_url
         FROM channel_profiles p LEFT JOIN live USING (broadcaster_id)
         WHERE p.live_at IS NOT NULL OR live.broadcaster_id IS NOT NULL
     )
     UPDATE channel_profiles p
     SET live_at = state.sampled_at, live_viewers = state.viewer_count,
+        live_stream_id = state.stream_id, live_title = state.title,
+        live_game_id = state.game_id, live_game_name = state.game_name,
+        live_language = state.language, live_started_at = state.started_at,
+        live_thumbnail_url = state.thumbnail_url,
         last_seen_at = greatest(p.last_seen_at, state.sampled_at)
     FROM state WHERE p.broadcaster_id = state.broadcaster_id
 """)
@@ -257,11 +268,10 @@ _MARK_LIVE = text("""
 # A category's name is the newest a live snapshot reported (Twitch renames categories).
 _CATEGORIES = text("""
     INSERT INTO categories (game_id, name, updated_at)
-    SELECT DISTINCT ON (v.game_id) v.game_id, v.game_name, v.sampled_at
+    SELECT DISTINCT ON (p.live_game_id) p.live_game_id, p.live_game_name, p.live_at
     FROM channel_profiles p
-    JOIN viewer_samples v ON v.broadcaster_id = p.broadcaster_id AND v.sampled_at = p.live_at
-    WHERE p.live_at IS NOT NULL AND v.game_id IS NOT NULL AND v.game_name IS NOT NULL
-    ORDER BY v.game_id, v.sampled_at DESC
+    WHERE p.live_at IS NOT NULL AND p.live_game_id IS NOT NULL AND p.live_game_name IS NOT NULL
+    ORDER BY p.live_game_id, p.live_at DESC
     ON CONFLICT (game_id) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at
         WHERE categories.updated_at <= excluded.updated_at
           AND categories.name IS DISTINCT FROM excluded.name
@@ -364,6 +374,27 @@ async def _refresh_windows(session: AsyncSession, now: datetime) -> int:
     result = await session.execute(
         _REFRESH_WINDOWS[1], {"now": now, "windows": windows, "name": ROLLUP}
     )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# Search ranks channels by hours watched over the last 30 days: each profile's figure is
+# kept as of the rollup's mark, recomputed here in the rollup's transaction (one pass
+# over 30 days of ``category_days``; only the figures that changed are written).
+RECENT = timedelta(days=30)
+_REFRESH_RECENT = text("""
+    UPDATE channel_profiles p SET recent_viewer_seconds = r.total
+    FROM (SELECT p2.broadcaster_id, coalesce(d.total, 0) AS total
+          FROM channel_profiles p2
+          LEFT JOIN (SELECT broadcaster_id, sum(viewer_seconds) AS total FROM category_days
+                     WHERE day >= :since GROUP BY broadcaster_id) d USING (broadcaster_id)) r
+    WHERE p.broadcaster_id = r.broadcaster_id AND p.recent_viewer_seconds <> r.total
+""")
+
+
+async def _refresh_recent(session: AsyncSession, now: datetime) -> int:
+    """Set each profile's viewer-seconds of the 30 days before ``now`` (whole rollup days
+    from the first midnight after it, as search summed them per request before)."""
+    result = await session.execute(_REFRESH_RECENT, {"since": now - RECENT})
     return int(getattr(result, "rowcount", 0) or 0)
 
 

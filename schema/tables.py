@@ -360,25 +360,65 @@ class ChannelProfile(Base):
     refreshed_at: Mapped[datetime | None]  # the last Get Users answer for it
     first_seen_at: Mapped[datetime] = _now()
     last_seen_at: Mapped[datetime | None]  # the newest snapshot of it live
-    # The snapshot that is its live state now (NULL: not live as far as we know).
+    # The snapshot that is its live state now (NULL: not live as far as we know), and
+    # that snapshot's stream, copied here in the same statement that sets ``live_at`` so
+    # live now reads one small row per live channel and never the snapshots.
     live_at: Mapped[datetime | None]
     live_viewers: Mapped[int | None] = mapped_column(Integer)
+    live_stream_id: Mapped[str | None] = mapped_column(String(64))
+    live_title: Mapped[str | None] = mapped_column(Text)
+    live_game_id: Mapped[str | None] = mapped_column(String(64))
+    live_game_name: Mapped[str | None] = mapped_column(Text)  # as the snapshot named it
+    live_language: Mapped[str | None] = mapped_column(String(16))
+    live_started_at: Mapped[datetime | None]
+    live_thumbnail_url: Mapped[str | None] = mapped_column(Text)
+    # Viewer-seconds of the last 30 days of the rollup (search's "recent hours watched"),
+    # recomputed with the category tables each collector run.
+    recent_viewer_seconds: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("0"), nullable=False
+    )
 
+    # The trigram indexes take each new row version at once (``fastupdate`` off): every
+    # collector run rewrites the live profiles, and a pending list of them would be
+    # scanned whole by every search until the next vacuum.
     __table_args__ = (
         Index(
             "ix_channel_profiles_login_trgm",
             "login",
             postgresql_using="gin",
             postgresql_ops={"login": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
         ),
         Index(
             "ix_channel_profiles_display_name_trgm",
             "display_name",
             postgresql_using="gin",
             postgresql_ops={"display_name": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
         ),
         Index(
             "ix_channel_profiles_live",
+            "live_viewers",
+            "broadcaster_id",
+            postgresql_where=text("live_at IS NOT NULL"),
+        ),
+        # Live now by one category (its id; its name for a snapshot whose category has
+        # no row) or one language, in viewer order.
+        Index(
+            "ix_channel_profiles_live_game",
+            "live_game_id",
+            "live_viewers",
+            "broadcaster_id",
+            postgresql_where=text("live_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_channel_profiles_live_game_name",
+            text("lower(live_game_name)"),
+            postgresql_where=text("live_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_channel_profiles_live_language",
+            text("lower(live_language)"),
             "live_viewers",
             "broadcaster_id",
             postgresql_where=text("live_at IS NOT NULL"),
@@ -394,6 +434,9 @@ class Category(Base):
     game_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = _now()
+
+    # Live now's ``game`` filter by name (case-insensitive).
+    __table_args__ = (Index("ix_categories_name_lower", text("lower(name)")),)
 
 
 class CategoryDay(Base):

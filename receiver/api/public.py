@@ -246,7 +246,7 @@ async def live_now(call: Call) -> Response:
 
 async def search_channels(call: Call) -> Response:
     query = call.arg(params.QUERY_TEXT)
-    rows = await discovery.search(call.session, query, now=call.now, limit=call.arg(params.LIMIT))
+    rows = await discovery.search(call.session, query, limit=call.arg(params.LIMIT))
     found = [
         ChannelFound(
             id=r.broadcaster_id,

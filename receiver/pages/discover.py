@@ -131,7 +131,7 @@ async def search(visit: Visit) -> Response:
         return visit.render(
             "search.html", 422, image_hosts=IMAGES, q=raw, found=None, problem=exc.detail
         )
-    rows = await discovery.search(visit.session, q, now=visit.now, limit=SEARCH_LIMIT)
+    rows = await discovery.search(visit.session, q, limit=SEARCH_LIMIT)
     found = [
         {
             "broadcaster_id": r.broadcaster_id,

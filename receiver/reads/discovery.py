@@ -10,12 +10,10 @@ key (day first).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
-
-RECENT = timedelta(days=30)  # "recent hours watched" in search order
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,22 +33,59 @@ class LiveRow:
     sampled_at: datetime
 
 
-_LIVE = text("""
+# Live now reads only ``channel_profiles``: the collector copies each live channel's
+# newest snapshot onto its profile row (``live_*``), so a page walks the partial index of
+# live profiles in viewer order (or the one of its language) and never probes the
+# snapshots. ``game`` matches the id, or the name shown (the category's newest name,
+# else the snapshot's), case-insensitively: the rows of the category ids that the value
+# names (an index scan per id), and apart those whose id has no category row, by the
+# snapshot's name (an index on it, nearly always empty). One statement per combination
+# of filters and cursor, so that no branch is a run-time ``IS NULL`` test on a parameter
+# (a cached generic plan could not drop it and would lose the index).
+_LIVE_SELECT = """
     SELECT p.broadcaster_id, p.login, p.display_name, p.profile_image_url,
-           v.stream_id, v.title, v.game_id, coalesce(c.name, v.game_name) AS game_name,
-           v.language, p.live_viewers AS viewers, v.started_at, v.thumbnail_url, v.sampled_at
+           p.live_stream_id AS stream_id, p.live_title AS title, p.live_game_id AS game_id,
+           coalesce(c.name, p.live_game_name) AS game_name, p.live_language AS language,
+           p.live_viewers AS viewers, p.live_started_at AS started_at,
+           p.live_thumbnail_url AS thumbnail_url, p.live_at AS sampled_at
     FROM channel_profiles p
-    JOIN viewer_samples v ON v.broadcaster_id = p.broadcaster_id AND v.sampled_at = p.live_at
-    LEFT JOIN categories c ON c.game_id = v.game_id
-    WHERE p.live_at IS NOT NULL
-      AND (CAST(:game AS text) IS NULL OR v.game_id = :game
-           OR lower(coalesce(c.name, v.game_name)) = lower(:game))
-      AND (CAST(:language AS text) IS NULL OR lower(v.language) = :language)
-      AND (CAST(:after_rank AS int) IS NULL
-           OR (p.live_viewers, p.broadcaster_id) < (:after_rank, CAST(:after_id AS text)))
-    ORDER BY p.live_viewers DESC, p.broadcaster_id DESC
-    LIMIT :limit
-""")
+    LEFT JOIN categories c ON c.game_id = p.live_game_id
+    WHERE p.live_at IS NOT NULL"""
+_LIVE_GAME_IDS = """
+      AND p.live_game_id = ANY(ARRAY(
+          SELECT CAST(:game AS text)
+          UNION SELECT k.game_id FROM categories k WHERE lower(k.name) = lower(:game)))"""
+_LIVE_GAME_UNNAMED = """
+      AND lower(p.live_game_name) = lower(:game) AND c.game_id IS NULL
+      AND p.live_game_id IS DISTINCT FROM :game"""
+_LIVE_LANGUAGE = """
+      AND lower(p.live_language) = :language"""
+_LIVE_AFTER = """
+      AND (p.live_viewers, p.broadcaster_id) < (:after_rank, CAST(:after_id AS text))"""
+
+
+def live_query(*, game: bool, language: bool, after: bool) -> TextClause:
+    """The live-now statement for this combination of filters (built once each)."""
+    return _LIVE_QUERIES[(game, language, after)]
+
+
+def _live_text(game: bool, language: bool, after: bool) -> str:
+    rest = (_LIVE_LANGUAGE if language else "") + (_LIVE_AFTER if after else "")
+    if not game:
+        return _LIVE_SELECT + rest + "\n    ORDER BY p.live_viewers DESC, p.broadcaster_id DESC"
+    branches = "\n    UNION ALL".join(
+        _LIVE_SELECT + branch + rest for branch in (_LIVE_GAME_IDS, _LIVE_GAME_UNNAMED)
+    )
+    order = "\n    ) live\n    ORDER BY viewers DESC, broadcaster_id DESC"
+    return "SELECT * FROM (" + branches + order  # noqa: S608 - fixed fragments
+
+
+_LIVE_QUERIES = {
+    (g, lang, a): text(_live_text(g, lang, a) + "\n    LIMIT :limit\n")
+    for g in (False, True)
+    for lang in (False, True)
+    for a in (False, True)
+}
 
 
 async def live_now(
@@ -61,16 +96,15 @@ async def live_now(
     limit: int,
     after: tuple[int, str] | None,
 ) -> list[LiveRow]:
-    rows = await session.execute(
-        _LIVE,
-        {
-            "game": game,
-            "language": language,
-            "limit": limit,
-            "after_rank": after[0] if after else None,
-            "after_id": after[1] if after else None,
-        },
-    )
+    query = live_query(game=game is not None, language=language is not None, after=bool(after))
+    bound: dict[str, object] = {"limit": limit}
+    if game is not None:
+        bound["game"] = game
+    if language is not None:
+        bound["language"] = language
+    if after:
+        bound |= {"after_rank": after[0], "after_id": after[1]}
+    rows = await session.execute(query, bound)
     return [LiveRow(**r._mapping) for r in rows]
 
 
@@ -99,9 +133,7 @@ _SEARCH = text(r"""
     )
     SELECT c.broadcaster_id, c.login, c.display_name, c.profile_image_url,
            c.broadcaster_type, c.live_at IS NOT NULL AS live, c.live_viewers AS viewers,
-           coalesce((SELECT sum(d.viewer_seconds) FROM category_days d
-                     WHERE d.broadcaster_id = c.broadcaster_id AND d.day >= :since), 0)
-               / 3600.0 AS hours_watched_30d
+           c.recent_viewer_seconds / 3600.0 AS hours_watched_30d
     FROM candidates c
     ORDER BY live DESC, hours_watched_30d DESC, c.score DESC, c.login, c.broadcaster_id
     LIMIT :limit
@@ -117,17 +149,15 @@ def like_prefix(query: str) -> str:
 # ("shruod" is 0.27 like "shroud"); 0.2 still keeps unrelated names out. For this
 # transaction only; ``show_limit()`` first loads pg_trgm in this connection, or the
 # setting would be a placeholder that the library's own default replaces when it loads.
-_LOAD_TRGM = text("SELECT show_limit()")
-_THRESHOLD = text("SELECT set_config('pg_trgm.similarity_threshold', '0.2', true)")
+# Both in one round trip: the functions are looked up (the library loaded) before either
+# runs, so the setting is set after the library defined it.
+_THRESHOLD = text("SELECT show_limit(), set_config('pg_trgm.similarity_threshold', '0.2', true)")
 
 
-async def search(
-    session: AsyncSession, query: str, *, now: datetime, limit: int
-) -> list[ChannelMatch]:
-    await session.execute(_LOAD_TRGM)
+async def search(session: AsyncSession, query: str, *, limit: int) -> list[ChannelMatch]:
     await session.execute(_THRESHOLD)
     rows = await session.execute(
-        _SEARCH, {"q": query, "prefix": like_prefix(query), "since": now - RECENT, "limit": limit}
+        _SEARCH, {"q": query, "prefix": like_prefix(query), "limit": limit}
     )
     return [
         ChannelMatch(**{**r._mapping, "hours_watched_30d": float(r.hours_watched_30d)})
