@@ -12,11 +12,11 @@ a dict insert and delete per request instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive
 
 from schema.errors import BadRequest, MalformedHeaders, PayloadTooLarge, RequestTimeout
 
@@ -38,12 +38,12 @@ class Headers:
     content_length: str | None
 
 
-def read_headers(request: Request) -> Headers:
-    """Twitch's headers, each at most once, in one pass over the raw header list (ASGI
-    servers give names lower-cased)."""
+def read_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """Twitch's headers, each at most once, in one pass over the raw header list of the
+    ASGI scope (ASGI servers give names lower-cased)."""
     found: dict[bytes, str] = {}
     content_length: str | None = None
-    for name, value in request.scope["headers"]:
+    for name, value in raw:
         if name.startswith(_PREFIX):
             if name in found:
                 raise MalformedHeaders(f"header {name.decode('latin-1')} given more than once")
@@ -86,17 +86,17 @@ class BodyDeadlines:
         self._expired: set[asyncio.Task[object]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
-    @contextlib.contextmanager
-    def guard(self, task: asyncio.Task[object]) -> Iterator[None]:
+    def start(self, task: asyncio.Task[object]) -> None:
+        """``task`` begins a read; it must call ``finish`` however the read ends. (Two
+        calls instead of a context manager: this runs on every webhook request.)"""
         loop = asyncio.get_running_loop()
         self._reading[task] = loop.time() + self.seconds
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = loop.create_task(self._sweep())
-        try:
-            yield
-        finally:
-            self._reading.pop(task, None)
-            self._expired.discard(task)
+
+    def finish(self, task: asyncio.Task[object]) -> None:
+        self._reading.pop(task, None)
+        self._expired.discard(task)
 
     def reading(self) -> int:
         """How many body reads are in progress."""
@@ -117,17 +117,39 @@ class BodyDeadlines:
                     task.cancel()
 
 
-async def read_body(request: Request, headers: Headers, deadlines: BodyDeadlines) -> bytes:
-    """A webhook's body: at most ``MAX_BODY_BYTES`` within the deadline."""
-    return await read_bounded(request, deadlines, MAX_BODY_BYTES, headers.content_length)
+async def read_body(receive: Receive, headers: Headers, deadlines: BodyDeadlines) -> bytes:
+    """A webhook's body, straight from the ASGI ``receive``: at most ``MAX_BODY_BYTES``
+    within the deadline."""
+    return await _read(receive_chunks(receive), deadlines, MAX_BODY_BYTES, headers.content_length)
 
 
 async def read_bounded(
     request: Request, deadlines: BodyDeadlines, limit: int, declared: str | None
 ) -> bytes:
-    """The raw body, refused with 413 past ``limit`` bytes (declared or streamed), 408
-    past the deadline, and 400 when the client goes away mid-body (its problem, not an
-    error of ours)."""
+    """A request's raw body, refused with 413 past ``limit`` bytes (declared or
+    streamed), 408 past the deadline, and 400 when the client goes away mid-body (its
+    problem, not an error of ours)."""
+    return await _read(request.stream(), deadlines, limit, declared)
+
+
+async def receive_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """The body's chunks as the server hands them over (``Request.stream`` without the
+    ``Request``); ``ClientDisconnect`` when the client leaves first."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+
+
+async def _read(
+    chunks: AsyncIterator[bytes], deadlines: BodyDeadlines, limit: int, declared: str | None
+) -> bytes:
     if declared is not None:
         if not declared.isascii() or not declared.isdigit():
             raise BadRequest("Content-Length is not a number")
@@ -135,20 +157,22 @@ async def read_bounded(
             raise PayloadTooLarge(f"body larger than {limit} bytes")
     task = asyncio.current_task()
     assert task is not None
-    chunks: list[bytes] = []
+    parts: list[bytes] = []
     size = 0
-    with deadlines.guard(task):
-        try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"body larger than {limit} bytes")
-                chunks.append(chunk)
-        except asyncio.CancelledError:
-            if not deadlines.expired(task):
-                raise
-            task.uncancel()
-            raise RequestTimeout("body not received in time") from None
-        except ClientDisconnect:
-            raise BadRequest("client disconnected while sending the body") from None
-    return b"".join(chunks)
+    deadlines.start(task)
+    try:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body larger than {limit} bytes")
+            parts.append(chunk)
+    except asyncio.CancelledError:
+        if not deadlines.expired(task):
+            raise
+        task.uncancel()
+        raise RequestTimeout("body not received in time") from None
+    except ClientDisconnect:
+        raise BadRequest("client disconnected while sending the body") from None
+    finally:
+        deadlines.finish(task)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
