@@ -15,10 +15,10 @@ import argparse
 import asyncio
 import collections
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 from bench.receiver_bench import CONCURRENCY, load, queued_deliveries, summarise
@@ -85,16 +85,20 @@ def main() -> None:
     with environment() as env, uvicorn(factory, env.process_env(), f"{name}-web") as (port, pid):
         load(port, pid, 1.0, count=count, concurrency=CONCURRENCY)  # warm-up
         with tempfile.NamedTemporaryFile(suffix=".txt") as raw:
+            # Recording until the load ends (SIGINT makes py-spy write what it has): the
+            # load generator first builds and signs its requests, which takes a while.
             command = [spy, "record", "--pid", str(pid), "--format", "raw", "--gil"]
-            command += ["--rate", "250", "--duration", str(int(args.seconds)), "-o", raw.name]
-            recorder = threading.Thread(
-                target=subprocess.run,
-                args=(command,),
-                kwargs={"check": True, "capture_output": True},
+            command += ["--rate", "250", "-o", raw.name]
+            recorder = subprocess.Popen(  # noqa: S603
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            recorder.start()
-            result = summarise(load(port, pid, args.seconds, count=count, concurrency=CONCURRENCY))
-            recorder.join()
+            try:
+                result = summarise(
+                    load(port, pid, args.seconds, count=count, concurrency=CONCURRENCY)
+                )
+            finally:
+                recorder.send_signal(signal.SIGINT)
+                recorder.wait(timeout=60)
             collapsed = Path(raw.name).read_text()
         asyncio.run(queued_deliveries(env.redis_url, env.queue_name))
     heading = (
