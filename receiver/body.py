@@ -12,10 +12,10 @@ a dict insert and delete per request instead.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.types import Receive
 
 from schema.errors import BadRequest, MalformedHeaders, PayloadTooLarge, RequestTimeout
@@ -27,7 +27,7 @@ MAX_MESSAGE_ID_LENGTH = 128
 _PREFIX = b"twitch-eventsub-"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs twice as much
 class Headers:
     message_id: str
     timestamp: str
@@ -51,13 +51,7 @@ def read_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
         elif name == b"content-length":
             content_length = value.decode("latin-1")
 
-    def required(suffix: bytes) -> str:
-        value = found.get(_PREFIX + suffix)
-        if value is None:
-            raise MalformedHeaders(f"missing header Twitch-Eventsub-{suffix.decode().title()}")
-        return value
-
-    message_id = required(b"message-id")
+    message_id = _required(found, b"message-id")
     if (
         not 0 < len(message_id) <= MAX_MESSAGE_ID_LENGTH
         or not message_id.isascii()
@@ -68,13 +62,20 @@ def read_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
         )
     return Headers(
         message_id=message_id,
-        timestamp=required(b"message-timestamp"),
-        signature=required(b"message-signature"),
-        message_type=required(b"message-type"),
-        subscription_type=found.get(_PREFIX + b"subscription-type"),
-        retry=found.get(_PREFIX + b"message-retry"),
+        timestamp=_required(found, b"message-timestamp"),
+        signature=_required(found, b"message-signature"),
+        message_type=_required(found, b"message-type"),
+        subscription_type=found.get(b"twitch-eventsub-subscription-type"),
+        retry=found.get(b"twitch-eventsub-message-retry"),
         content_length=content_length,
     )
+
+
+def _required(found: dict[bytes, str], suffix: bytes) -> str:
+    value = found.get(_PREFIX + suffix)
+    if value is None:
+        raise MalformedHeaders(f"missing header Twitch-Eventsub-{suffix.decode().title()}")
+    return value
 
 
 class BodyDeadlines:
@@ -120,7 +121,7 @@ class BodyDeadlines:
 async def read_body(receive: Receive, headers: Headers, deadlines: BodyDeadlines) -> bytes:
     """A webhook's body, straight from the ASGI ``receive``: at most ``MAX_BODY_BYTES``
     within the deadline."""
-    return await _read(receive_chunks(receive), deadlines, MAX_BODY_BYTES, headers.content_length)
+    return await _read(receive, deadlines, MAX_BODY_BYTES, headers.content_length)
 
 
 async def read_bounded(
@@ -128,27 +129,13 @@ async def read_bounded(
 ) -> bytes:
     """A request's raw body, refused with 413 past ``limit`` bytes (declared or
     streamed), 408 past the deadline, and 400 when the client goes away mid-body (its
-    problem, not an error of ours)."""
-    return await _read(request.stream(), deadlines, limit, declared)
-
-
-async def receive_chunks(receive: Receive) -> AsyncIterator[bytes]:
-    """The body's chunks as the server hands them over (``Request.stream`` without the
-    ``Request``); ``ClientDisconnect`` when the client leaves first."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.request":
-            chunk: bytes = message.get("body", b"")
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                return
-        elif message["type"] == "http.disconnect":
-            raise ClientDisconnect()
+    problem, not an error of ours). Read from the request's ASGI ``receive``: the
+    ``Request``'s own ``body()`` and ``stream()`` have nothing left to read after it."""
+    return await _read(request.receive, deadlines, limit, declared)
 
 
 async def _read(
-    chunks: AsyncIterator[bytes], deadlines: BodyDeadlines, limit: int, declared: str | None
+    receive: Receive, deadlines: BodyDeadlines, limit: int, declared: str | None
 ) -> bytes:
     if declared is not None:
         if not declared.isascii() or not declared.isdigit():
@@ -161,18 +148,25 @@ async def _read(
     size = 0
     deadlines.start(task)
     try:
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"body larger than {limit} bytes")
-            parts.append(chunk)
+        # As Starlette's Request.stream() reads it, without an async generator.
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "http.request":
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body larger than {limit} bytes")
+                parts.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            elif kind == "http.disconnect":
+                raise BadRequest("client disconnected while sending the body")
     except asyncio.CancelledError:
         if not deadlines.expired(task):
             raise
         task.uncancel()
         raise RequestTimeout("body not received in time") from None
-    except ClientDisconnect:
-        raise BadRequest("client disconnected while sending the body") from None
     finally:
         deadlines.finish(task)
     return parts[0] if len(parts) == 1 else b"".join(parts)
