@@ -132,13 +132,14 @@ def process(args: list[str], env: dict[str, str], name: str) -> Iterator[subproc
                     proc.wait()
 
 
-# The same uvicorn settings for the receiver and for its baseline.
+# The same uvicorn settings for the receiver and for its baseline, the Procfile's web's.
 UVICORN_FLAGS = [
     "--loop",
     "uvloop",
     "--http",
     serving.HTTP_PROTOCOL,
     "--no-access-log",
+    "--no-proxy-headers",
     "--log-level",
     "warning",
     "--timeout-keep-alive",

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from receiver import oauth
 from receiver.api.cors import ApiCors
@@ -17,13 +18,13 @@ from receiver.api.routes import api_routes
 from receiver.context import Context
 from receiver.docs import docs_routes
 from receiver.errors import EXCEPTION_HANDLERS
-from receiver.eventsub import callback
 from receiver.health import healthz, readyz
 from receiver.metrics import RequestMetrics, metrics
 from receiver.pages.routes import page_routes
 from receiver.queue import NotificationQueue, connect_redis
 from receiver.request_id import RequestId
 from receiver.startup import start_app_subscriptions
+from receiver.webhook import WebhookFront, callback
 from schema.db import create_engine, create_sessionmaker
 from schema.logs import get_logger
 from schema.settings import Settings
@@ -41,6 +42,15 @@ POOL_WAIT_SECONDS = 10.0
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class Receiver(Starlette):
+    """The web app: Starlette, with ``POST /eventsub/callback`` served in front of its
+    middleware stack by ``receiver/webhook.py``, which does for it what the middleware
+    below does for every other route (request id, metrics, JSON errors)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return WebhookFront(super().build_middleware_stack())
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Starlette:
@@ -83,6 +93,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             await engine.dispose()
 
     routes = [
+        # Reached only by other methods (a 405): WebhookFront takes every POST.
         Route("/eventsub/callback", callback, methods=["POST"]),
         Route("/auth/twitch/login", oauth.login),
         Route("/auth/twitch/callback", oauth.callback),
@@ -94,7 +105,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         *docs_routes(),
         *page_routes(),
     ]
-    app = Starlette(
+    app = Receiver(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -12,11 +12,11 @@ a dict insert and delete per request instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
+from starlette.types import Receive
 
 from schema.errors import BadRequest, MalformedHeaders, PayloadTooLarge, RequestTimeout
 
@@ -27,7 +27,7 @@ MAX_MESSAGE_ID_LENGTH = 128
 _PREFIX = b"twitch-eventsub-"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs twice as much
 class Headers:
     message_id: str
     timestamp: str
@@ -38,12 +38,12 @@ class Headers:
     content_length: str | None
 
 
-def read_headers(request: Request) -> Headers:
-    """Twitch's headers, each at most once, in one pass over the raw header list (ASGI
-    servers give names lower-cased)."""
+def read_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """Twitch's headers, each at most once, in one pass over the raw header list of the
+    ASGI scope (ASGI servers give names lower-cased)."""
     found: dict[bytes, str] = {}
     content_length: str | None = None
-    for name, value in request.scope["headers"]:
+    for name, value in raw:
         if name.startswith(_PREFIX):
             if name in found:
                 raise MalformedHeaders(f"header {name.decode('latin-1')} given more than once")
@@ -51,13 +51,7 @@ def read_headers(request: Request) -> Headers:
         elif name == b"content-length":
             content_length = value.decode("latin-1")
 
-    def required(suffix: bytes) -> str:
-        value = found.get(_PREFIX + suffix)
-        if value is None:
-            raise MalformedHeaders(f"missing header Twitch-Eventsub-{suffix.decode().title()}")
-        return value
-
-    message_id = required(b"message-id")
+    message_id = _required(found, b"message-id")
     if (
         not 0 < len(message_id) <= MAX_MESSAGE_ID_LENGTH
         or not message_id.isascii()
@@ -68,13 +62,20 @@ def read_headers(request: Request) -> Headers:
         )
     return Headers(
         message_id=message_id,
-        timestamp=required(b"message-timestamp"),
-        signature=required(b"message-signature"),
-        message_type=required(b"message-type"),
-        subscription_type=found.get(_PREFIX + b"subscription-type"),
-        retry=found.get(_PREFIX + b"message-retry"),
+        timestamp=_required(found, b"message-timestamp"),
+        signature=_required(found, b"message-signature"),
+        message_type=_required(found, b"message-type"),
+        subscription_type=found.get(b"twitch-eventsub-subscription-type"),
+        retry=found.get(b"twitch-eventsub-message-retry"),
         content_length=content_length,
     )
+
+
+def _required(found: dict[bytes, str], suffix: bytes) -> str:
+    value = found.get(_PREFIX + suffix)
+    if value is None:
+        raise MalformedHeaders(f"missing header Twitch-Eventsub-{suffix.decode().title()}")
+    return value
 
 
 class BodyDeadlines:
@@ -86,17 +87,17 @@ class BodyDeadlines:
         self._expired: set[asyncio.Task[object]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
-    @contextlib.contextmanager
-    def guard(self, task: asyncio.Task[object]) -> Iterator[None]:
+    def start(self, task: asyncio.Task[object]) -> None:
+        """``task`` begins a read; it must call ``finish`` however the read ends. (Two
+        calls instead of a context manager: this runs on every webhook request.)"""
         loop = asyncio.get_running_loop()
         self._reading[task] = loop.time() + self.seconds
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = loop.create_task(self._sweep())
-        try:
-            yield
-        finally:
-            self._reading.pop(task, None)
-            self._expired.discard(task)
+
+    def finish(self, task: asyncio.Task[object]) -> None:
+        self._reading.pop(task, None)
+        self._expired.discard(task)
 
     def reading(self) -> int:
         """How many body reads are in progress."""
@@ -117,17 +118,25 @@ class BodyDeadlines:
                     task.cancel()
 
 
-async def read_body(request: Request, headers: Headers, deadlines: BodyDeadlines) -> bytes:
-    """A webhook's body: at most ``MAX_BODY_BYTES`` within the deadline."""
-    return await read_bounded(request, deadlines, MAX_BODY_BYTES, headers.content_length)
+async def read_body(receive: Receive, headers: Headers, deadlines: BodyDeadlines) -> bytes:
+    """A webhook's body, straight from the ASGI ``receive``: at most ``MAX_BODY_BYTES``
+    within the deadline."""
+    return await _read(receive, deadlines, MAX_BODY_BYTES, headers.content_length)
 
 
 async def read_bounded(
     request: Request, deadlines: BodyDeadlines, limit: int, declared: str | None
 ) -> bytes:
-    """The raw body, refused with 413 past ``limit`` bytes (declared or streamed), 408
-    past the deadline, and 400 when the client goes away mid-body (its problem, not an
-    error of ours)."""
+    """A request's raw body, refused with 413 past ``limit`` bytes (declared or
+    streamed), 408 past the deadline, and 400 when the client goes away mid-body (its
+    problem, not an error of ours). Read from the request's ASGI ``receive``: the
+    ``Request``'s own ``body()`` and ``stream()`` have nothing left to read after it."""
+    return await _read(request.receive, deadlines, limit, declared)
+
+
+async def _read(
+    receive: Receive, deadlines: BodyDeadlines, limit: int, declared: str | None
+) -> bytes:
     if declared is not None:
         if not declared.isascii() or not declared.isdigit():
             raise BadRequest("Content-Length is not a number")
@@ -135,20 +144,29 @@ async def read_bounded(
             raise PayloadTooLarge(f"body larger than {limit} bytes")
     task = asyncio.current_task()
     assert task is not None
-    chunks: list[bytes] = []
+    parts: list[bytes] = []
     size = 0
-    with deadlines.guard(task):
-        try:
-            async for chunk in request.stream():
+    deadlines.start(task)
+    try:
+        # As Starlette's Request.stream() reads it, without an async generator.
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "http.request":
+                chunk: bytes = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
                     raise PayloadTooLarge(f"body larger than {limit} bytes")
-                chunks.append(chunk)
-        except asyncio.CancelledError:
-            if not deadlines.expired(task):
-                raise
-            task.uncancel()
-            raise RequestTimeout("body not received in time") from None
-        except ClientDisconnect:
-            raise BadRequest("client disconnected while sending the body") from None
-    return b"".join(chunks)
+                parts.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            elif kind == "http.disconnect":
+                raise BadRequest("client disconnected while sending the body")
+    except asyncio.CancelledError:
+        if not deadlines.expired(task):
+            raise
+        task.uncancel()
+        raise RequestTimeout("body not received in time") from None
+    finally:
+        deadlines.finish(task)
+    return parts[0] if len(parts) == 1 else b"".join(parts)

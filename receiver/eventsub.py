@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 import structlog
 from redis.exceptions import RedisError
-from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope
 
 from receiver.body import Headers, read_body, read_headers
 from receiver.context import Context
@@ -58,12 +58,17 @@ log = get_logger("receiver.eventsub")
 SEEN_TTL = MAX_AGE + MAX_FUTURE_SKEW + timedelta(minutes=1)
 
 
-async def callback(request: Request) -> Response:
-    """Count every answer but an accepted one (counted where it is) by its outcome."""
+# The answer to an accepted notification, made once: the hot path builds no Response.
+NO_CONTENT = Response(status_code=204)
+
+
+async def answer(ctx: Context, scope: Scope, receive: Receive) -> Response:
+    """The answer to one webhook request (``receiver/webhook.py`` sends it). Every answer
+    but an accepted one (counted where it is) is counted by its outcome."""
     try:
-        return await _callback(request)
+        return await _answer(ctx, scope, receive)
     except StreamfoldError as exc:
-        claimed = request.headers.get("twitch-eventsub-subscription-type")
+        claimed = _claimed_type(scope)
         if isinstance(exc, QueueUnavailable):
             count_notification(claimed, "unavailable")
         else:
@@ -71,12 +76,20 @@ async def callback(request: Request) -> Response:
         raise
 
 
-async def _callback(request: Request) -> Response:
-    ctx: Context = request.app.state.ctx
-    headers = read_headers(request)
-    # Every line logged for this message names it (read_headers bounded the id).
-    with structlog.contextvars.bound_contextvars(message_id=headers.message_id):
-        body = await read_body(request, headers, ctx.body_deadlines)
+def _claimed_type(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"twitch-eventsub-subscription-type":
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _answer(ctx: Context, scope: Scope, receive: Receive) -> Response:
+    headers = read_headers(scope["headers"])
+    # Every line logged for this message names it (read_headers bounded the id). Bound
+    # and reset by token: structlog's bound_contextvars copies the whole context first.
+    bound = structlog.contextvars.bind_contextvars(message_id=headers.message_id)
+    try:
+        body = await read_body(receive, headers, ctx.body_deadlines)
         try:
             verify(
                 ctx.settings.eventsub_secrets,
@@ -90,10 +103,17 @@ async def _callback(request: Request) -> Response:
             log.info("eventsub.refused", reason=getattr(exc, "code", type(exc).__name__))
             raise
         message_type, subscription_type = _signed_kind(headers, body)
-        with structlog.contextvars.bound_contextvars(subscription_type=subscription_type[:100]):
+        bound_type = structlog.contextvars.bind_contextvars(
+            subscription_type=subscription_type[:100]
+        )
+        try:
             if message_type == NOTIFICATION:
                 return await _notification(ctx, headers, subscription_type, body)
             return await _control(ctx, headers, message_type, body)
+        finally:
+            structlog.contextvars.reset_contextvars(**bound_type)
+    finally:
+        structlog.contextvars.reset_contextvars(**bound)
 
 
 async def _control(ctx: Context, headers: Headers, message_type: str, body: bytes) -> Response:
@@ -168,7 +188,7 @@ async def _notification(
     if subscription_type not in FOLDED_TYPES:
         count_notification(subscription_type, "ignored")
         log.info("eventsub.ignored_type")
-        return Response(status_code=204)
+        return NO_CONTENT
     try:
         await ctx.queue.accept(
             Delivery(headers.message_id, headers.timestamp, subscription_type, body)
@@ -178,7 +198,7 @@ async def _notification(
         await note_refusal(ctx.sessions, parse_instant(headers.timestamp), ctx.clock())
         raise
     count_notification(subscription_type, "accepted")
-    return Response(status_code=204)
+    return NO_CONTENT
 
 
 def _subscription(decoder: msgspec.json.Decoder[Any], body: bytes) -> tuple[object, Subscription]:

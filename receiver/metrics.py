@@ -34,6 +34,21 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+_REQUEST_TIMERS: dict[tuple[str, int | str], Histogram] = {}
+
+
+def request_timer(route: str, status: int | str) -> Histogram:
+    """REQUEST_SECONDS for ``route`` and ``status``, looked up once (``labels`` takes a
+    lock and builds its key on every call). Both are bounded: templates and codes."""
+    try:
+        return _REQUEST_TIMERS[route, status]
+    except KeyError:
+        timer = _REQUEST_TIMERS[route, status] = REQUEST_SECONDS.labels(
+            route=route, status=str(status)
+        )
+        return timer
+
+
 JOB_DELIVERIES = Histogram(
     "streamfold_queue_job_deliveries",
     "Deliveries per fold job the receiver enqueued (concurrent requests share a job)",
@@ -186,18 +201,16 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = "500"  # what the error middleware outside answers for an exception
+        status = 500  # what the error middleware outside answers for an exception
 
         async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
-                status = str(message["status"])
+                status = message["status"]
             await send(message)
 
         try:
             await self.app(scope, receive, send_status)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            REQUEST_SECONDS.labels(route=route, status=status).observe(
-                time.perf_counter() - started
-            )
+            request_timer(route, status).observe(time.perf_counter() - started)

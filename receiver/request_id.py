@@ -31,6 +31,11 @@ def incoming(scope: Scope) -> str | None:
     return None
 
 
+def request_id_of(scope: Scope) -> str:
+    """The incoming id if it is usable, else a fresh one."""
+    return incoming(scope) or secrets.token_hex(16)
+
+
 class RequestId:
     """Binds ``request_id`` for the request and echoes it in the response header."""
 
@@ -41,7 +46,7 @@ class RequestId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = incoming(scope) or secrets.token_hex(16)
+        request_id = request_id_of(scope)
         raw = request_id.encode("ascii")
 
         async def send_with_id(message: Message) -> None:

@@ -54,7 +54,9 @@ class GroupWriter(Generic[T]):
         if self._flusher is None or self._flusher.done():
             # A write serves many callers: it carries none of their log context.
             self._flusher = asyncio.create_task(self._flush(), context=contextvars.Context())
-        await asyncio.shield(future)
+        # Not shielded: a caller cancelled while it waits cancels only its own future
+        # (the flusher skips futures already done), never the write of its neighbours.
+        await future
 
     async def _flush(self) -> None:
         batch: list[tuple[T, asyncio.Future[None]]] = []

@@ -63,10 +63,23 @@ def type_label(subscription_type: str | None) -> str:
     return subscription_type if subscription_type in _KNOWN_TYPES else "other"
 
 
+_NOTIFICATION_COUNTERS: dict[tuple[str, str, str], Counter] = {}
+
+
 def count_notification(
     subscription_type: str | None, outcome: str, reason: str = "", n: int = 1
 ) -> None:
-    NOTIFICATIONS.labels(type=type_label(subscription_type), outcome=outcome, reason=reason).inc(n)
+    # Each label set is looked up once: ``labels`` locks and builds its key per call,
+    # and the receiver counts every request. The key takes the label, not the raw type,
+    # so a flood of invented types cannot grow the cache.
+    label = type_label(subscription_type)
+    try:
+        counter = _NOTIFICATION_COUNTERS[label, outcome, reason]
+    except KeyError:
+        counter = _NOTIFICATION_COUNTERS[label, outcome, reason] = NOTIFICATIONS.labels(
+            type=label, outcome=outcome, reason=reason
+        )
+    counter.inc(n)
 
 
 async def refresh_queue_gauges(redis: Redis, queue_name: str) -> None:

@@ -72,3 +72,27 @@ async def test_no_linger_after_a_large_write() -> None:
     async with asyncio.timeout(1):
         await writer.submit(1)
     assert recorder.writes == [[1]]
+
+
+async def test_a_cancelled_caller_leaves_its_neighbours_written_and_told() -> None:
+    release = asyncio.Event()
+    writes: list[list[int]] = []
+
+    async def write(items: list[int]) -> None:
+        await release.wait()
+        writes.append(list(items))
+
+    writer = GroupWriter(write, max_batch=100)
+    first = asyncio.create_task(writer.submit(1))
+    await asyncio.sleep(0)  # the write of [1] has begun and waits
+    waiting = [asyncio.create_task(writer.submit(i)) for i in (2, 3, 4)]
+    await asyncio.sleep(0)
+    waiting[1].cancel()  # gave up while queued for the next write
+    first.cancel()  # gave up while its write is in progress
+    release.set()
+    results = await asyncio.gather(first, *waiting, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert (results[1], results[3]) == (None, None)
+    # What was submitted is written all the same: nobody was told it was, or was not.
+    assert writes == [[1], [2, 3, 4]]
