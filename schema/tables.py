@@ -301,6 +301,22 @@ class ChatterSet(Base):
     chatters: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class SpanChat(Base):
+    """Exact chat totals of one closed span of a channel (a session, ``started_at`` to
+    ``ended_at``), written by the rollup; ``hour_messages`` is the sum of
+    ``channel_hours.chat_messages`` over the hours the span touches when the totals were
+    counted, so they are current while that sum is unchanged (``aggregator/chatter_rollup.py``)."""
+
+    __tablename__ = "span_chat"
+
+    broadcaster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(primary_key=True)
+    ended_at: Mapped[datetime] = mapped_column(primary_key=True)
+    hour_messages: Mapped[int] = mapped_column(BigInteger)
+    chat_messages: Mapped[int] = mapped_column(BigInteger)
+    unique_chatters: Mapped[int] = mapped_column(Integer)
+
+
 class ChatGap(Base):
     """A time span in which a channel's chat may be incomplete (subscription not enabled,
     or our receiver refused deliveries); ``broadcaster_id`` NULL means every channel."""

@@ -237,3 +237,34 @@ async def chat_totals(
 ) -> ChatTotals:
     """Messages and distinct chatters of one channel in ``[since, until)``, exactly."""
     return (await chat_totals_many(session, broadcaster_id, [(since, until)]))[0]
+
+
+# Stored totals of closed spans (``span_chat``, counted by the rollup when a session ends)
+# that are still current: the hours the span touches hold as many messages as then.
+_SPAN_TOTALS = text(f"""
+    SELECT p.i, t.chat_messages, t.unique_chatters
+    FROM unnest(CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]))
+         WITH ORDINALITY AS p(started_at, ended_at, i)
+    JOIN span_chat t ON t.broadcaster_id = :b
+        AND t.started_at = p.started_at AND t.ended_at = p.ended_at
+    WHERE t.hour_messages = {chatter_sets.touched_messages(":b", "p.started_at", "p.ended_at")}
+""")  # noqa: S608 - a fixed SQL fragment
+
+
+async def span_totals(
+    session: AsyncSession, broadcaster_id: str, spans: Sequence[Span]
+) -> list[ChatTotals]:
+    """``chat_totals_many`` for spans that are often whole sessions: a span with current
+    stored totals reads one row, the others (a live session, one not rolled up yet or
+    changed by a late message) are counted from the sets and raw rows."""
+    if not spans:
+        return []
+    params = {"b": broadcaster_id, "starts": [s for s, _ in spans], "ends": [u for _, u in spans]}
+    stored = {
+        int(r.i) - 1: ChatTotals(int(r.chat_messages), int(r.unique_chatters))
+        for r in (await session.execute(_SPAN_TOTALS, params)).all()
+    }
+    missing = [i for i in range(len(spans)) if i not in stored]
+    counted = await chat_totals_many(session, broadcaster_id, [spans[i] for i in missing])
+    stored.update(zip(missing, counted, strict=True))
+    return [stored[i] for i in range(len(spans))]

@@ -24,8 +24,8 @@ from receiver.reads.chat_totals import (
     ChatTotals,
     ceil_hour,
     chat_totals,
-    chat_totals_many,
     floor_hour,
+    span_totals,
 )
 from receiver.reads.fields import Count, Id, Instant
 
@@ -144,7 +144,7 @@ async def sessions(
             },
         )
     ).all()
-    chat = await chat_totals_many(session, broadcaster_id, [(r.started_at, r.stop) for r in rows])
+    chat = await span_totals(session, broadcaster_id, [(r.started_at, r.stop) for r in rows])
     return [
         Session(
             **{k: v for k, v in r._mapping.items() if k != "stop"},

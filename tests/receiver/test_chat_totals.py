@@ -1,5 +1,5 @@
-"""Exact distinct chatters from chatter sets, chatter-hours and edge messages, checked
-against a plain ``count(DISTINCT …)`` over the raw messages."""
+"""Exact distinct chatters from chatter sets, chatter-hours, edge messages and the stored
+totals of sessions, checked against a plain ``count(DISTINCT …)`` over the raw messages."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from aggregator import store
 from aggregator.chatter_rollup import roll_up
-from receiver.reads.chat_totals import chat_totals, chat_totals_many
+from receiver.reads.chat_totals import chat_totals, chat_totals_many, span_totals
 from schema.db import create_engine, create_sessionmaker
 
 # Two days either side of a month's end: windows cross minutes, hours, days and a month.
@@ -50,7 +50,11 @@ async def _check(
     late: list[tuple[int, int]],
     rolled_to: int,
     windows: list[tuple[int, int]],
+    ended: list[tuple[int, int]] = [],  # noqa: B006 - never mutated
 ) -> None:
+    """Fold ``early``, roll up to ``rolled_to`` (sets, and the totals of the sessions
+    ``ended`` by then), fold ``late``; every window, and every session as the sessions
+    page reads it, must count what the raw messages count."""
     engine = create_engine(url, pool_size=1)
     try:
         sessions = create_sessionmaker(engine)
@@ -67,6 +71,15 @@ async def _check(
                     "VALUES ('1', 'one', 'One') ON CONFLICT DO NOTHING"
                 )
             )
+            await s.execute(text("DELETE FROM stream_sessions"))
+            for i, (a, b) in enumerate(ended):
+                await s.execute(
+                    text(
+                        "INSERT INTO stream_sessions (id, broadcaster_id, started_at, ended_at,"
+                        " started_by, ended_by) VALUES (:id, '1', :a, :b, 'eventsub', 'eventsub')"
+                    ),
+                    {"id": f"s{i}", "a": _at(min(a, b), 15), "b": _at(max(a, b), 45)},
+                )
             await _fold(s, early, "early")
             until = _at(rolled_to).replace(minute=0)
             await roll_up(s, ended_after=T0 - timedelta(days=40), until=until)
@@ -78,6 +91,13 @@ async def _check(
                 truth = (await s.execute(_TRUTH, {"since": since, "until": until})).one()
                 assert (totals.chat_messages, totals.unique_chatters) == (truth.n, truth.chatters)
                 assert await chat_totals(s, "1", since, until) == totals
+            # Sessions: stored totals where current, counted otherwise; and any span that
+            # is no session (the live one runs to now) is counted as a window.
+            session_spans = [(_at(min(a, b), 15), _at(max(a, b), 45)) for a, b in ended]
+            got = await span_totals(s, "1", [*session_spans, *spans])
+            for (since, until), totals in zip([*session_spans, *spans], got, strict=True):
+                truth = (await s.execute(_TRUTH, {"since": since, "until": until})).one()
+                assert (totals.chat_messages, totals.unique_chatters) == (truth.n, truth.chatters)
     finally:
         await engine.dispose()
 
@@ -90,6 +110,7 @@ async def _check(
     late=messages,
     rolled_to=minutes,
     windows=st.lists(st.tuples(minutes, minutes), min_size=1, max_size=6),
+    ended=st.lists(st.tuples(minutes, minutes), max_size=4),
 )
 def test_unique_chatters_of_any_window_equal_a_distinct_count_over_the_raw_messages(
     database_url: str,
@@ -97,8 +118,9 @@ def test_unique_chatters_of_any_window_equal_a_distinct_count_over_the_raw_messa
     late: list[tuple[int, int]],
     rolled_to: int,
     windows: list[tuple[int, int]],
+    ended: list[tuple[int, int]],
 ) -> None:
-    asyncio.run(_check(database_url, early, late, rolled_to, windows))
+    asyncio.run(_check(database_url, early, late, rolled_to, windows, ended))
 
 
 def test_a_year_with_every_set_current_reads_month_sets_not_chatter_hours(
@@ -116,3 +138,35 @@ def test_a_year_with_every_set_current_reads_month_sets_not_chatter_hours(
             [(0, SPAN_MINUTES), (60 * 24 * 2, SPAN_MINUTES)],
         )
     )
+
+
+def test_a_session_reads_its_stored_totals_until_a_late_message_makes_them_stale(
+    database_url: str,
+) -> None:
+    """A session rolled up reads one stored row; a late message inside it, or only in an
+    hour it touches, makes the row stale and the totals are counted again, exactly."""
+    early = [(60 + 20, 1), (60 + 50, 2), (120 + 10, 1), (180 + 5, 3), (180 + 40, 4)]
+    session = [(60, 180)]  # 01:00:15 to 03:00:45
+    # Inside the session's end minutes, then outside it but in an hour it touches.
+    for late in ([(180, 5)], [(180 + 30, 6)], []):
+        asyncio.run(_check(database_url, early, late, SPAN_MINUTES, [(0, 10)], session))
+    asyncio.run(_stored_totals_are_read(database_url))
+
+
+async def _stored_totals_are_read(url: str) -> None:
+    """The stored row is what is read: a planted count shows through while current."""
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with create_sessionmaker(engine).begin() as s:
+            row = (await s.execute(text("SELECT * FROM span_chat"))).one()
+            await s.execute(text("UPDATE span_chat SET unique_chatters = 99"))
+            got = await span_totals(s, "1", [(row.started_at, row.ended_at)])
+            assert got[0].unique_chatters == 99
+            await _fold(s, [(60 + 30, 7)], "later")
+            got = await span_totals(s, "1", [(row.started_at, row.ended_at)])
+            truth = (
+                await s.execute(_TRUTH, {"since": row.started_at, "until": row.ended_at})
+            ).one()
+            assert (got[0].chat_messages, got[0].unique_chatters) == (truth.n, truth.chatters)
+    finally:
+        await engine.dispose()
