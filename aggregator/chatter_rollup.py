@@ -1,7 +1,8 @@
 """``roll_up_chatters`` (cron): build the hour, day and month chatter sets
 (``chatter_sets``, see ``schema/chatter_sets.py``) of periods that ended recently and have
 no current set yet, so a window's exact unique chatters union a few bitmaps instead of
-every chatter-hour.
+every chatter-hour; and the chat totals of sessions that ended recently (``span_chat``),
+so the sessions page reads one row per session instead of its edge messages.
 
 The fold does not touch the sets: a set is written once its period is over, by one job,
 so the hot channel's rows get no second writer and the fold no extra statement. Reads
@@ -10,6 +11,7 @@ never depend on it having run: a missing or stale set is read one level finer.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -169,13 +171,17 @@ async def _build(session: AsyncSession, todo: list[Todo]) -> int:
     hours: dict[str, list[tuple[datetime, list[int]]]] = defaultdict(list)
     for r in (await session.execute(_HOUR_KEYS, params)).all():
         hours[r.broadcaster_id].append((r.hour, r.keys))
+    starts: dict[str, list[datetime]] = {}
+    for b, rows in hours.items():
+        rows.sort(key=lambda row: row[0])
+        starts[b] = [hour for hour, _ in rows]
     saved: dict[str, list[Any]] = {"bs": [], "starts": [], "ends": [], "counts": [], "blobs": []}
     for t in todo:
         keys, count = BitMap(), 0
-        for hour, ks in hours[t.broadcaster_id]:
-            if t.start <= hour < t.end:
-                keys.update(ks)
-                count += len(ks)
+        at = starts.get(t.broadcaster_id, [])
+        for _, ks in hours[t.broadcaster_id][bisect_left(at, t.start) : bisect_left(at, t.end)]:
+            keys.update(ks)
+            count += len(ks)
         for name, value in zip(
             saved,
             (t.broadcaster_id, t.start, t.end, count, chatter_sets.encode(keys)),

@@ -155,7 +155,11 @@ async def measure(
     channels, days, big, big_size = (50, 30, 2, 300) if quick else (1_000, 368, 5, 1_500)
     per_rep = 50 if quick else 200
     now = datetime.now(UTC)
-    engine = create_engine(env.database_url, pool_size=1, statement_timeout=None)
+    # No idle-in-transaction limit either: the rollup of a generated year holds its
+    # transaction while it builds bitmaps, minutes under a loaded machine.
+    engine = create_engine(
+        env.database_url, pool_size=1, statement_timeout=None, idle_in_transaction_timeout=None
+    )
     try:
         sessions = create_sessionmaker(engine)
         began = time.perf_counter()

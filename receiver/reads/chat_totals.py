@@ -142,59 +142,75 @@ class Edges:
     messages: int = 0
 
 
-# Whole hours without a current set read their chatter-hours; partial hours at the edges
-# read the messages themselves. ``w`` numbers the window each span belongs to.
-_EDGES = text("""
-    WITH raw AS (
-        SELECT s.w, h.chatter_id, 0 AS n
-        FROM unnest(CAST(:hour_ws AS int[]), CAST(:hours AS timestamptz[])) AS s(w, hour)
-        JOIN chatter_hours h ON h.broadcaster_id = :b AND h.hour = s.hour
-        UNION ALL
-        SELECT s.w, m.chatter_id, 1
-        FROM unnest(CAST(:span_ws AS int[]), CAST(:froms AS timestamptz[]),
-                    CAST(:tos AS timestamptz[])) AS s(w, f, t)
-        JOIN chat_messages m ON m.broadcaster_id = :b AND m.sent_at >= s.f AND m.sent_at < s.t
-    )
-    SELECT r.w, r.chatter_id, k.chatter_key, sum(r.n) AS n
-    FROM raw r LEFT JOIN chatter_keys k USING (chatter_id)
-    GROUP BY r.w, r.chatter_id, k.chatter_key
+# Whole hours without a current set read their chatter-hours. ``w`` numbers the window
+# each hour belongs to.
+_RAW_HOURS = text("""
+    SELECT s.w, h.chatter_id, k.chatter_key
+    FROM unnest(CAST(:ws AS int[]), CAST(:hours AS timestamptz[])) AS s(w, hour)
+    JOIN chatter_hours h ON h.broadcaster_id = :b AND h.hour = s.hour
+    LEFT JOIN chatter_keys k USING (chatter_id)
+""")
+
+# The partial hours at the windows' edges read the messages themselves.
+_EDGE_MINUTES = text("""
+    SELECT s.w, m.chatter_id, k.chatter_key, count(*) AS n
+    FROM unnest(CAST(:ws AS int[]), CAST(:froms AS timestamptz[]),
+                CAST(:tos AS timestamptz[])) AS s(w, f, t)
+    JOIN chat_messages m ON m.broadcaster_id = :b AND m.sent_at >= s.f AND m.sent_at < s.t
+    LEFT JOIN chatter_keys k USING (chatter_id)
+    GROUP BY s.w, m.chatter_id, k.chatter_key
 """)
 
 
-async def edge_chatters(
+def _add(edges: dict[int, Edges], w: int, chatter_id: str, key: int | None, n: int) -> None:
+    e = edges.setdefault(w, Edges())
+    e.messages += n
+    if key is None:
+        e.unkeyed.add(chatter_id)
+    else:
+        e.keys.add(key)
+
+
+async def raw_hour_chatters(
     session: AsyncSession,
     b: str,
     raw_hours: Sequence[tuple[int, datetime]],
+    edges: dict[int, Edges],
+) -> None:
+    """Add the chatters of whole hours without a current set (``chatter_hours``) to the
+    ``Edges`` of each window ``w``; their messages are counted from ``channel_hours``."""
+    if not raw_hours:
+        return
+    params = {"b": b, "ws": [w for w, _ in raw_hours], "hours": [h for _, h in raw_hours]}
+    for r in (await session.execute(_RAW_HOURS, params)).all():
+        _add(edges, r.w, r.chatter_id, r.chatter_key, 0)
+
+
+async def edge_minute_chatters(
+    session: AsyncSession,
+    b: str,
     minute_spans: Sequence[tuple[int, datetime, datetime]],
-) -> dict[int, Edges]:
-    """Chatters (and edge-minute messages) of each window ``w`` from raw rows: whole
-    hours from ``chatter_hours``, ``[from, to)`` spans from ``chat_messages``."""
-    edges: dict[int, Edges] = {}
-    if not raw_hours and not minute_spans:
-        return edges
+    edges: dict[int, Edges],
+) -> None:
+    """Add the chatters and messages of the ``[from, to)`` spans (the partial hours at a
+    window's edges, ``_plan``) to the ``Edges`` of each window ``w``, from the messages."""
+    if not minute_spans:
+        return
     params = {
         "b": b,
-        "hour_ws": [w for w, _ in raw_hours],
-        "hours": [h for _, h in raw_hours],
-        "span_ws": [w for w, _, _ in minute_spans],
+        "ws": [w for w, _, _ in minute_spans],
         "froms": [f for _, f, _ in minute_spans],
         "tos": [t for _, _, t in minute_spans],
     }
-    for r in (await session.execute(_EDGES, params)).all():
-        e = edges.setdefault(r.w, Edges())
-        e.messages += int(r.n)
-        if r.chatter_key is None:
-            e.unkeyed.add(r.chatter_id)
-        else:
-            e.keys.add(r.chatter_key)
-    return edges
+    for r in (await session.execute(_EDGE_MINUTES, params)).all():
+        _add(edges, r.w, r.chatter_id, r.chatter_key, int(r.n))
 
 
 async def chat_totals_many(
     session: AsyncSession, broadcaster_id: str, windows: Sequence[Span]
 ) -> list[ChatTotals]:
     """Messages and distinct chatters of one channel in each ``[since, until)``, exactly,
-    in four round trips whatever the number of windows."""
+    in at most five round trips whatever the number of windows."""
     plans = [_plan(s, u) if s < u else _Plan((s, s), []) for s, u in windows]
     whole = [p.whole for p in plans if p.whole[0] < p.whole[1]]
     if whole:
@@ -216,12 +232,11 @@ async def chat_totals_many(
     else:
         hours = _Hours([])
     bitmaps = await _fetch_sets(session, broadcaster_id, {s for p in plans for s in p.sets})
-    edges = await edge_chatters(
-        session,
-        broadcaster_id,
-        [(w, h) for w, p in enumerate(plans) for h in p.raw_hours],
-        [(w, a, b) for w, p in enumerate(plans) for a, b in p.minutes],
-    )
+    edges: dict[int, Edges] = {}
+    raw_hours = [(w, h) for w, p in enumerate(plans) for h in p.raw_hours]
+    await raw_hour_chatters(session, broadcaster_id, raw_hours, edges)
+    minute_spans = [(w, a, b) for w, p in enumerate(plans) for a, b in p.minutes]
+    await edge_minute_chatters(session, broadcaster_id, minute_spans, edges)
     totals = []
     for w, p in enumerate(plans):
         e = edges.get(w, Edges())
