@@ -70,7 +70,9 @@ _GENERATE = [
     """INSERT INTO channel_hours (broadcaster_id, hour, chat_messages, unique_chatters)
        SELECT broadcaster_id, hour, sum(messages), count(*)
        FROM chatter_hours GROUP BY 1, 2""",
-    "ANALYZE",
+    # The filled tables only: a database-wide ANALYZE would also take the shared catalogs'
+    # lock until commit, and wait for any other database's run doing the same.
+    """ANALYZE channels, stream_sessions, viewer_samples, chatter_hours, channel_hours""",
 ]
 
 
@@ -90,6 +92,7 @@ async def generate(
         await session.execute(text(statement), needed)
     # The chatter sets the rollup cron keeps, for every period that is over.
     await roll_up(session, ended_after=now - timedelta(days=days + 40), until=floor_hour(now))
+    await session.execute(text("ANALYZE chatter_keys, chatter_sets, span_chat"))
     counts = {}
     for table in (
         "stream_sessions",

@@ -63,7 +63,8 @@ def touched_messages(broadcaster_id: str, started_at: str, ended_at: str) -> str
     """SQL for the messages ``channel_hours`` holds over the hours a span touches, given
     the SQL of its channel, start and end: the stamp of a span's stored chat totals
     (``span_chat``). The fold adds every new message to its hour, so a span's messages
-    changed since its totals were counted only if this sum did."""
+    changed since its totals were counted only if this sum did. The reads compute the same
+    sum from the hours they fetch (``receiver/reads/chat_totals.py``)."""
     return f"""(SELECT coalesce(sum(h.chat_messages), 0) FROM channel_hours h
                WHERE h.broadcaster_id = {broadcaster_id}
                  AND h.hour >= date_trunc('hour', {started_at}, 'UTC') AND h.hour < {ended_at})"""  # noqa: S608
