@@ -8,7 +8,8 @@ the number of sets (at most ~12 months, ~60 days and ~46 hours for a year), not 
 of chatter-hours: a year of the busiest channel is ~130 bitmaps instead of ~900,000 rows.
 
 Messages of whole hours come from ``channel_hours``, whose ``unique_chatters`` also tell
-which sets are current.
+which sets are current. Only the sets a window would read if all were current are fetched,
+by primary key; a stale or missing one is replaced by its finer periods.
 """
 
 from __future__ import annotations
@@ -89,44 +90,27 @@ class _Hours:
         return self.chatter_hours[j] - self.chatter_hours[i]
 
 
-def _cover(
-    plan: _Plan,
-    a: datetime,
-    b: datetime,
-    level: int,
-    hours: _Hours,
-    current: dict[tuple[int, int], int],
-) -> None:
-    """Cover whole hours ``[a, b)`` with current sets of ``LEVELS[level]`` or finer."""
+def _candidates(a: datetime, b: datetime, level: int) -> list[tuple[Span, int]]:
+    """The largest aligned periods of ``LEVELS[level]`` or finer that tile whole hours
+    ``[a, b)``: what a window reads when every set is current."""
+    out: list[tuple[Span, int]] = []
     for start, end in chatter_sets.periods(a, b, LEVELS[level]):
         lo, hi = max(start, a), min(end, b)
-        n = hours.sum_chatter_hours(lo, hi)
-        if n == 0:
-            continue  # nobody chatted
-        if (lo, hi) == (start, end) and current.get((_epoch(start), _epoch(end))) == n:
-            plan.sets.append((start, end))
-        elif LEVELS[level] == "hour":
-            plan.raw_hours.append(start)
+        if (lo, hi) == (start, end):
+            out.append(((start, end), level))
         else:
-            _cover(plan, lo, hi, level + 1, hours, current)
+            out += _candidates(lo, hi, level + 1)
+    return out
 
 
-# The hull's hour totals and set counts in one row of arrays, times as epoch seconds: a
-# year of the busiest channel is ~1,100 hours and ~1,500 sets, and reading them as rows
-# of timestamps cost ~25 ms of Python (cProfile) where int8 arrays parse in C.
-_HULL = """
-    SELECT h.hours, h.messages, h.chatters, s.starts, s.ends, s.counts
-    FROM (SELECT array_agg(extract(epoch FROM hour)::int8 ORDER BY hour) AS hours,
-                 array_agg(chat_messages::int8 ORDER BY hour) AS messages,
-                 array_agg(unique_chatters::int8 ORDER BY hour) AS chatters
-          FROM channel_hours
-          WHERE broadcaster_id = %(b)s AND hour >= %(since)s AND hour < %(until)s) AS h,
-         (SELECT array_agg(extract(epoch FROM period_start)::int8) AS starts,
-                 array_agg(extract(epoch FROM period_end)::int8) AS ends,
-                 array_agg(chatter_hours::int8) AS counts
-          FROM chatter_sets
-          WHERE broadcaster_id = %(b)s AND period_start >= %(since)s
-            AND period_end <= %(until)s) AS s
+# The hull's hour totals in one row of int8 arrays, hours as epoch seconds: read as rows
+# of timestamps, a year of the busiest channel cost ~10 ms of Python (cProfile).
+_HOURS = """
+    SELECT array_agg(extract(epoch FROM hour)::int8 ORDER BY hour),
+           array_agg(chat_messages::int8 ORDER BY hour),
+           array_agg(unique_chatters::int8 ORDER BY hour)
+    FROM channel_hours
+    WHERE broadcaster_id = %(b)s AND hour >= %(since)s AND hour < %(until)s
 """
 
 
@@ -141,33 +125,69 @@ async def _binary_rows(session: AsyncSession, sql: str, params: object) -> list[
         return rows
 
 
-async def _hull(
-    session: AsyncSession, b: str, since: datetime, until: datetime
-) -> tuple[_Hours, dict[tuple[int, int], int]]:
+async def _hours(session: AsyncSession, b: str, since: datetime, until: datetime) -> _Hours:
     params = {"b": b, "since": since, "until": until}
-    hours, messages, chatters, starts, ends, counts = (await _binary_rows(session, _HULL, params))[
-        0
-    ]
-    current = dict(zip(zip(starts or [], ends or [], strict=True), counts or [], strict=True))
-    return _Hours(hours or [], messages or [], chatters or []), current
+    hours, messages, chatters = (await _binary_rows(session, _HOURS, params))[0]
+    return _Hours(hours or [], messages or [], chatters or [])
 
 
-# Fetched in binary: a bytea in text format is hex, twice the bytes and a parse (measured
-# 40-60 ms against 6-13 ms for 366 day sets).
+# Only the candidate periods, by primary key: reading every set's count in the hull (a
+# year: ~1,500 rows, each on its own heap page) took 13 ms in PostgreSQL alone. Fetched in
+# binary: a bytea in text format is hex, twice the bytes and a parse.
 _SETS = """
-    SELECT period_start, period_end, chatters FROM chatter_sets
+    SELECT period_start, period_end, chatter_hours, chatters FROM chatter_sets
     WHERE broadcaster_id = %s
       AND (period_start, period_end) IN (SELECT * FROM unnest(%s::timestamptz[],
                                                               %s::timestamptz[]))
 """
 
 
-async def _fetch_sets(session: AsyncSession, b: str, spans: set[Span]) -> dict[Span, BitMap]:
+async def _fetch_sets(
+    session: AsyncSession, b: str, spans: set[Span]
+) -> dict[Span, tuple[int, bytes]]:
+    """Sets of ``spans`` that exist: the count of chatter-hours each was built from, and
+    its serialized bitmap."""
     if not spans:
         return {}
     ordered = sorted(spans)
     rows = await _binary_rows(session, _SETS, (b, [s for s, _ in ordered], [e for _, e in ordered]))
-    return {(r[0].astimezone(UTC), r[1].astimezone(UTC)): chatter_sets.decode(r[2]) for r in rows}
+    return {(r[0].astimezone(UTC), r[1].astimezone(UTC)): (r[2], r[3]) for r in rows}
+
+
+async def _cover(
+    session: AsyncSession, b: str, plans: list[_Plan], hours: _Hours
+) -> dict[Span, BitMap]:
+    """Cover each plan's whole hours with current sets, the largest first; a missing or
+    stale set (its count differs from the hours') is replaced by its finer periods, read
+    in one more round trip per level, and an hour without a current set by its raw rows.
+    Returns the bitmaps the plans use."""
+    pending = [
+        (w, span, level)
+        for w, p in enumerate(plans)
+        if p.whole[0] < p.whole[1]
+        for span, level in _candidates(*p.whole, 0)
+    ]
+    fetched: dict[Span, tuple[int, bytes]] = {}
+    used: dict[Span, BitMap] = {}
+    while pending:
+        fetched.update(await _fetch_sets(session, b, {s for _, s, _ in pending} - fetched.keys()))
+        finer = []
+        for w, span, level in pending:
+            n = hours.sum_chatter_hours(*span)
+            if n == 0:
+                continue  # nobody chatted
+            got = fetched.get(span)
+            if got is not None and got[0] == n:
+                plans[w].sets.append(span)
+                if span not in used:
+                    used[span] = chatter_sets.decode(got[1])
+            elif LEVELS[level] == "hour":
+                plans[w].raw_hours.append(span[0])
+            else:
+                nxt = LEVELS[level + 1]
+                finer += [(w, s, level + 1) for s in chatter_sets.periods(*span, nxt)]
+        pending = finer
+    return used
 
 
 @dataclass(slots=True)
@@ -249,18 +269,16 @@ async def chat_totals_many(
     session: AsyncSession, broadcaster_id: str, windows: Sequence[Span]
 ) -> list[ChatTotals]:
     """Messages and distinct chatters of one channel in each ``[since, until)``, exactly,
-    in at most five round trips whatever the number of windows."""
+    in five round trips whatever the number of windows (and one more per level of sets
+    found stale or missing)."""
     plans = [_plan(s, u) if s < u else _Plan((s, s), []) for s, u in windows]
     whole = [p.whole for p in plans if p.whole[0] < p.whole[1]]
     if whole:
         since, until = min(a for a, _ in whole), max(b for _, b in whole)
-        hours, current = await _hull(session, broadcaster_id, since, until)
-        for p in plans:
-            if p.whole[0] < p.whole[1]:
-                _cover(p, *p.whole, 0, hours, current)
+        hours = await _hours(session, broadcaster_id, since, until)
     else:
         hours = _Hours([], [], [])
-    bitmaps = await _fetch_sets(session, broadcaster_id, {s for p in plans for s in p.sets})
+    bitmaps = await _cover(session, broadcaster_id, plans, hours)
     edges: dict[int, Edges] = {}
     raw_hours = [(w, h) for w, p in enumerate(plans) for h in p.raw_hours]
     await raw_hour_chatters(session, broadcaster_id, raw_hours, edges)
@@ -269,7 +287,7 @@ async def chat_totals_many(
     totals = []
     for w, p in enumerate(plans):
         e = edges.get(w, Edges())
-        union = BitMap.union(e.keys, *(bitmaps[s] for s in p.sets if s in bitmaps))
+        union = BitMap.union(e.keys, *(bitmaps[s] for s in p.sets))
         totals.append(
             ChatTotals(hours.sum_messages(*p.whole) + e.messages, len(union) + len(e.unkeyed))
         )

@@ -130,29 +130,30 @@ async def sessions(
     cursor (start, id) of the last row of the previous page. An empty window has none."""
     if until <= since:
         return []
-    rows = (
-        await session.execute(
-            _SESSIONS,
-            {
-                "b": broadcaster_id,
-                "since": since,
-                "until": until,
-                "now": now,
-                "limit": limit,
-                "before_start": before[0] if before else None,
-                "before_id": before[1] if before else None,
-            },
-        )
-    ).all()
+    result = await session.execute(
+        _SESSIONS,
+        {
+            "b": broadcaster_id,
+            "since": since,
+            "until": until,
+            "now": now,
+            "limit": limit,
+            "before_start": before[0] if before else None,
+            "before_id": before[1] if before else None,
+        },
+    )
+    # Fields by position: a row's ``_mapping`` costs ~70 µs a row, most of a page's Python.
+    names = list(result.keys())
+    rows = result.all()
     chat = await span_totals(session, broadcaster_id, [(r.started_at, r.stop) for r in rows])
-    return [
-        Session(
-            **{k: v for k, v in r._mapping.items() if k != "stop"},
-            chat_messages=c.chat_messages,
-            unique_chatters=c.unique_chatters,
+    pages = []
+    for r, c in zip(rows, chat, strict=True):
+        fields = dict(zip(names, r, strict=True))
+        del fields["stop"]
+        pages.append(
+            Session(**fields, chat_messages=c.chat_messages, unique_chatters=c.unique_chatters)
         )
-        for r, c in zip(rows, chat, strict=True)
-    ]
+    return pages
 
 
 # -- hourly rows --------------------------------------------------------------------------
