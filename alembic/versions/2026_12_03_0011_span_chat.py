@@ -1,7 +1,7 @@
 """exact chat totals per closed session span (span_chat), filled by the chatter rollup
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-03 12:00:00.000000
 
 No backfill: a session without a row reads its totals from chatter sets and raw rows, as
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
