@@ -23,6 +23,7 @@ def _sections() -> dict[str, Section]:
         discovery_bench,
         e2e_bench,
         fold_bench,
+        fold_steps,
         live_bench,
         query_bench,
         receiver_bench,
@@ -33,6 +34,7 @@ def _sections() -> dict[str, Section]:
     return {
         "receiver": receiver_bench.run,
         "fold": fold_bench.run,
+        "foldsteps": fold_steps.run,
         "e2e": e2e_bench.run,
         "queries": query_bench.run,
         "discovery": discovery_bench.run,
