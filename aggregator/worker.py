@@ -37,6 +37,7 @@ from aggregator.metrics import (
 )
 from aggregator.pipeline import fold_deliveries
 from aggregator.reconcile import reconcile_cron
+from aggregator.shards import ShardedFold
 from aggregator.store import claim_ids, record_dead_letters
 from aggregator.token_upkeep import check_user_tokens, upkeep_cron
 from schema.db import is_transient
@@ -144,6 +145,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     """Build the worker's context once; ``twitch`` in ``ctx`` is the process's client
     when ``run`` starts two workers."""
     settings: Settings = ctx["settings"]
+    if ctx.get("shared_state"):  # a shard's worker: the process's context is in ctx
+        return
     work = WorkerContext.open(settings, ctx["redis"], ctx.get("twitch"))
     work.attach(ctx)
     if ctx.get("live", True):
@@ -158,7 +161,7 @@ async def bind_job(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    if "state" in ctx:
+    if "state" in ctx and not ctx.get("shared_state"):
         await state(ctx).close()
 
 
@@ -331,18 +334,26 @@ async def _run_until_stopped(settings: Settings, twitch: TwitchClient) -> None:
     def ctx(**extra: Any) -> dict[str, Any]:
         return {"settings": settings, "twitch": twitch, **extra}
 
-    workers = [create_worker(settings, handle_signals=False, ctx=ctx())]
+    # The fold: the shards this process holds a lease on, an arq worker for each.
+    fold = ShardedFold(settings, worker_options, twitch)
+    workers = []
     if settings.twitch_client_secret is not None:  # nothing to poll without credentials
         workers.append(create_periodic_worker(settings, handle_signals=False, ctx=ctx(live=False)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runs = [asyncio.create_task(w.async_run()) for w in workers]
+    runs = [asyncio.create_task(fold.run()), *(asyncio.create_task(w.async_run()) for w in workers)]
     stopped = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
     if stopped in done:
-        await _let_jobs_finish(workers, settings.worker_shutdown_grace_seconds)
+        grace = settings.worker_shutdown_grace_seconds
+        await asyncio.gather(fold.stop(grace), _let_jobs_finish(workers, grace))
+    else:
+        runs[0].cancel()
+        with contextlib.suppress(BaseException):
+            await runs[0]
+        await fold.close()
     for worker in workers:
         # Cancels jobs still running (arq re-queues them) and closes the connections.
         with contextlib.suppress(Exception):

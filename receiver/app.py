@@ -71,7 +71,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
             engine=engine,
             sessions=create_sessionmaker(engine),
             redis=redis,
-            queue=NotificationQueue(redis, settings.queue_name),
+            queue=NotificationQueue(redis, settings.queue_name, settings.fold_shards),
             clock=clock,
             twitch=twitch,
         )

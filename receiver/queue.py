@@ -8,6 +8,7 @@ batch keeps the receiver near it and hands the worker batches to fold.
 
 from __future__ import annotations
 
+import functools
 import time
 
 from arq.connections import ArqRedis
@@ -24,6 +25,7 @@ from schema.errors import QueueUnavailable
 from schema.events import Delivery
 from schema.jobs import FOLD_JOB, encode_batch, fold_job_id
 from schema.logs import get_logger
+from schema.shards import channel_of, shard_of, shard_queue
 
 log = get_logger("receiver.queue")
 
@@ -60,25 +62,36 @@ def connect_redis(redis_url: str, max_connections: int = 64) -> ArqRedis:
 
 
 class NotificationQueue:
-    def __init__(self, redis: ArqRedis, queue_name: str) -> None:
+    """With ``shards`` > 1, each delivery goes to its channel's fold shard queue
+    (``schema/shards.py``), batched with that shard's other deliveries."""
+
+    def __init__(self, redis: ArqRedis, queue_name: str, shards: int = 1) -> None:
         self._redis = redis
-        self._queue_name = queue_name
-        self._writer: GroupWriter[Delivery] = GroupWriter(
-            self._enqueue,
-            max_batch=MAX_DELIVERIES_PER_JOB,
-            linger=LINGER_SECONDS,
-            linger_below=LINGER_BELOW,
-        )
+        self._writers: list[GroupWriter[Delivery]] = [
+            GroupWriter(
+                functools.partial(self._enqueue, shard_queue(queue_name, shard)),
+                max_batch=MAX_DELIVERIES_PER_JOB,
+                linger=LINGER_SECONDS,
+                linger_below=LINGER_BELOW,
+            )
+            for shard in range(shards)
+        ]
 
     async def accept(self, delivery: Delivery) -> None:
         """Return once the delivery is durably queued; raise ``QueueUnavailable`` if not."""
+        writers = self._writers
+        writer = (
+            writers[shard_of(channel_of(delivery.body), len(writers))]
+            if len(writers) > 1
+            else writers[0]
+        )
         try:
-            await self._writer.submit(delivery)
+            await writer.submit(delivery)
         except (RedisError, OSError, ConnectionAbortedError) as exc:
             log.warning("queue.unavailable", error=type(exc).__name__)
             raise QueueUnavailable("the queue cannot take notifications right now") from None
 
-    async def _enqueue(self, deliveries: list[Delivery]) -> None:
+    async def _enqueue(self, queue_name: str, deliveries: list[Delivery]) -> None:
         """One round trip: the arq job and its queue entry in one MULTI/EXEC.
 
         arq's ``enqueue_job`` first WATCHes the job key and checks it is new (three round
@@ -102,6 +115,6 @@ class NotificationQueue:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(job_key_prefix + job_id, job, px=JOB_EXPIRES_MS, nx=True)
             # NX keeps a queued or retrying job's run-at time as arq set it.
-            pipe.zadd(self._queue_name, {job_id: now_ms}, nx=True)
+            pipe.zadd(queue_name, {job_id: now_ms}, nx=True)
             await pipe.execute()
         JOB_DELIVERIES.observe(len(deliveries))

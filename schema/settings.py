@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     # Operational knobs beyond PRODUCT.md's table; defaults are what production wants.
     log_format: Literal["json", "console"] = "json"
     queue_name: str = "arq:queue"
+    # Fold queue shards: the receiver routes each channel's deliveries to one, and each
+    # shard is folded by one worker at a time (the one holding its lease), so workers
+    # never contend on a channel's rows. Receiver and workers must agree; set it to a
+    # few times the most workers you will run. Lower it only once the dropped shards'
+    # queues are empty (``streamfold status``): nothing polls a shard beyond it.
+    fold_shards: int = Field(default=1, ge=1, le=1_024)
+    # A worker renews its shard leases every third of this; a dead worker's shards move
+    # to the others after at most this long.
+    fold_shard_lease_seconds: float = Field(default=10.0, ge=1.0, le=300.0)
     operator_user_ids: str = ""
     # The one Twitch account whose chat subscriptions read every channel (role=bot).
     # Required unless PUBLIC_BASE_URL is a loopback address (a local run), where the
