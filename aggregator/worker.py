@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import pickle
 import signal
 import time
 from collections.abc import Sequence
@@ -165,6 +166,23 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await state(ctx).close()
 
 
+class _Payload(bytes):
+    """A job's bytes argument as the worker sees it: arq logs every job start with the
+    ``repr`` of its arguments, built even when the line is not logged; for a fold batch
+    (tens of KiB) that cost 5 % of the worker's CPU."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} bytes>"
+
+
+def _deserialize_job(data: bytes) -> dict[str, Any]:
+    job: dict[str, Any] = pickle.loads(data)  # noqa: S301 - arq's own format, private Redis
+    args = job.get("a")
+    if isinstance(args, tuple | list) and any(isinstance(a, bytes) for a in args):
+        job["a"] = tuple(_Payload(a) if isinstance(a, bytes) else a for a in args)
+    return job
+
+
 def redis_settings(redis_url: str) -> RedisSettings:
     settings = RedisSettings.from_dsn(redis_url)
     # Keep retrying after a Redis blip instead of letting the poll loop exit (arq #386).
@@ -200,6 +218,7 @@ def worker_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
         ],
         "queue_name": settings.queue_name,
         "redis_settings": redis_settings(settings.redis_url or ""),
+        "job_deserializer": _deserialize_job,
         "on_startup": startup,
         "on_shutdown": shutdown,
         "on_job_start": bind_job,

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from bench.services import Environment, cpu_seconds, libpq, log_file, process, w
 from bench.stats import Row
 from receiver.queue import NotificationQueue, connect_redis
 from schema.events import Delivery
+from schema.shards import lease_key, shard_queue
 from streamfold.eventsub_sender import rfc3339
 
 CASES = {"hot": (1, 5_000), "spread": (1_000, 50_000)}  # channels, chatters
@@ -45,11 +47,11 @@ def deliveries(count: int, channels: int, chatters: int) -> list[Delivery]:
     ]
 
 
-async def prefill(env: Environment, items: list[Delivery], queue_name: str) -> int:
+async def prefill(env: Environment, items: list[Delivery], queue_name: str, shards: int = 1) -> int:
     """Enqueue ``items`` as the receiver would under load; return the number of jobs."""
     redis = connect_redis(env.redis_url)
     try:
-        queue = NotificationQueue(redis, queue_name)
+        queue = NotificationQueue(redis, queue_name, shards)
         pending = iter(items)
 
         async def submitter() -> None:
@@ -57,7 +59,7 @@ async def prefill(env: Environment, items: list[Delivery], queue_name: str) -> i
                 await queue.accept(item)
 
         await asyncio.gather(*(submitter() for _ in range(SUBMITTERS)))
-        return int(await redis.zcard(queue_name))
+        return sum([int(await redis.zcard(shard_queue(queue_name, s))) for s in range(shards)])
     finally:
         await redis.aclose()
 
@@ -81,7 +83,7 @@ async def _wait_for_workers(env: Environment, logs: list[Path]) -> None:
 
 
 async def fold_once(
-    env: Environment, count: int, channels: int, chatters: int
+    env: Environment, count: int, channels: int, chatters: int, shards: int = 1
 ) -> tuple[float, int]:
     """Fill, release to the running workers, wait until folded: (seconds, jobs)."""
     staging = f"{env.queue_name}:staging"
@@ -89,10 +91,14 @@ async def fold_once(
     async with await psycopg.AsyncConnection.connect(libpq(env.database_url)) as conn:
         await conn.execute(_RESET)
         await conn.commit()
-        jobs = await prefill(env, items, staging)
+        jobs = await prefill(env, items, staging, shards)
         redis = connect_redis(env.redis_url)
         try:
-            await redis.rename(staging, env.queue_name)
+            async with redis.pipeline(transaction=True) as pipe:
+                for shard in range(shards):
+                    if await redis.exists(shard_queue(staging, shard)):
+                        pipe.rename(shard_queue(staging, shard), shard_queue(env.queue_name, shard))
+                await pipe.execute()
             started = time.perf_counter()
             while True:
                 cur = await conn.execute(
@@ -124,8 +130,26 @@ async def raw_upsert(env: Environment, count: int, channels: int) -> float:
         return count / (time.perf_counter() - started)
 
 
+async def _wait_for_balance(env: Environment, n: int, shards: int) -> None:
+    """Until every shard is leased and each of the ``n`` workers holds its share."""
+    redis = connect_redis(env.redis_url)
+    try:
+        deadline = time.monotonic() + 60
+        keys = [lease_key(env.queue_name, s) for s in range(shards)]
+        while True:
+            owners = await redis.mget(keys)
+            held = Counter(owners)
+            if None not in held and len(held) == n and max(held.values()) <= -(-shards // n):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"shards not balanced over {n} workers: {held}")
+            await asyncio.sleep(0.1)
+    finally:
+        await redis.aclose()
+
+
 @contextlib.contextmanager
-def workers(env: Environment, n: int) -> Iterator[list[int]]:
+def workers(env: Environment, n: int, shards: int = 1) -> Iterator[list[int]]:
     """``n`` worker processes polling the queue; yields their pids."""
     with contextlib.ExitStack() as stack:
         logs = []
@@ -134,8 +158,11 @@ def workers(env: Environment, n: int) -> Iterator[list[int]]:
             name = f"fold-worker-{i}"
             log_file(name).write_bytes(b"")
             logs.append(log_file(name))
-            pids.append(stack.enter_context(process(worker_args(), env.process_env(), name)).pid)
+            environ = env.process_env(FOLD_SHARDS=str(shards))
+            pids.append(stack.enter_context(process(worker_args(), environ, name)).pid)
         asyncio.run(_wait_for_workers(env, logs))
+        if shards > 1:
+            asyncio.run(_wait_for_balance(env, n, shards))
         yield pids
 
 
@@ -185,26 +212,52 @@ def run(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
     return rows
 
 
+# Shards of the scaling runs: enough that 1, 2 and 4 workers each get an equal share.
+SCALING_SHARDS = 8
+
+
 def run_scaling(env: Environment, *, quick: bool, repetitions: int) -> list[Row]:
-    """1 vs 2 worker processes on the spread case, interleaved."""
+    """1, 2 and 4 worker processes on the spread case, interleaved, over 8 fold shards."""
     count = _size(quick)
     channels, chatters = CASES["spread"]
-    results: dict[int, list[float]] = {1: [], 2: []}
+    counts = (1, 2, 4)
+    results: dict[int, list[float]] = {n: [] for n in counts}
+    cpu: dict[int, list[float]] = {n: [] for n in counts}
     for _ in range(repetitions):
-        for n in (1, 2):
-            with workers(env, n):
-                seconds, _ = asyncio.run(fold_once(env, count, channels, chatters))
+        for n in counts:
+            with workers(env, n, SCALING_SHARDS) as pids:
+                before = sum(cpu_seconds(pid) for pid in pids)
+                seconds, _ = asyncio.run(fold_once(env, count, channels, chatters, SCALING_SHARDS))
+                cpu[n].append((sum(cpu_seconds(pid) for pid in pids) - before) / count * 1e6)
                 results[n].append(count / seconds)
     one = sorted(results[1])[len(results[1]) // 2]
-    return [
-        Row("scaling", "fold, 1 worker (spread)", "msg/s", results[1]),
+    rows = [
         Row(
             "scaling",
-            "fold, 2 workers (spread)",
+            "fold, 1 worker (spread)",
             "msg/s",
-            results[2],
-            one,
-            "1 worker",
-            note="each worker is a separate process; 2 cores shared with PostgreSQL",
-        ),
+            results[1],
+            note=f"{SCALING_SHARDS} shards; workers' CPU {_median(cpu[1]):.0f} us per message",
+        )
     ]
+    for n in counts[1:]:
+        rows.append(
+            Row(
+                "scaling",
+                f"fold, {n} workers (spread)",
+                "msg/s",
+                results[n],
+                one,
+                "1 worker",
+                note=(
+                    f"each worker a separate process holding {SCALING_SHARDS // n} shards; "
+                    f"workers' CPU {_median(cpu[n]):.0f} us per message; "
+                    "2 cores shared with PostgreSQL"
+                ),
+            )
+        )
+    return rows
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2] if values else 0.0
