@@ -7,6 +7,7 @@ from arq.connections import ArqRedis
 
 from schema.jobs import FOLD_JOB, decode_batch, failed_batches_key, fold_job_id
 from schema.settings import Settings
+from schema.shards import channel_of, shard_of, shard_queue
 
 
 async def requeue_failed(settings: Settings) -> int:
@@ -20,7 +21,11 @@ async def requeue_failed(settings: Settings) -> int:
                 FOLD_JOB,
                 payload,
                 _job_id=fold_job_id(deliveries) + ":requeued",
-                _queue_name=settings.queue_name,
+                # A batch holds one shard's channels (the receiver batches per shard).
+                _queue_name=shard_queue(
+                    settings.queue_name,
+                    shard_of(channel_of(deliveries[0].body), settings.fold_shards),
+                ),
             )
             await redis.lpop(key)  # only after the job is safely queued
             moved += 1

@@ -312,7 +312,7 @@ async def _run_workers(settings: Settings) -> None:
     if settings.worker_metrics_port:
         metrics = await serve_metrics(
             settings.worker_metrics_port,
-            lambda: refresh_queue_gauges(redis, settings.queue_name),
+            lambda: refresh_queue_gauges(redis, settings.queue_name, settings.fold_shards),
         )
     try:
         async with TwitchClient(settings, redis) as twitch:

@@ -170,7 +170,7 @@ async def _refresh_gauges(request: Request) -> bool:
     """Read the pipeline-wide gauges (reused for a second, receiver/health.py)."""
     ctx: Context = request.app.state.ctx
     try:
-        await refresh_queue_gauges(ctx.redis, ctx.settings.queue_name)
+        await refresh_queue_gauges(ctx.redis, ctx.settings.queue_name, ctx.settings.fold_shards)
         # redis-py types llen for its sync and async clients at once.
         parked = ctx.redis.llen(failed_batches_key(ctx.settings.queue_name))
         PARKED.set(await parked if not isinstance(parked, int) else parked)

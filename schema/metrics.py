@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 
 from schema.events import FOLDED_TYPES
+from schema.shards import queue_totals
 
 REGISTRY = CollectorRegistry()
 
@@ -82,14 +83,10 @@ def count_notification(
     counter.inc(n)
 
 
-async def refresh_queue_gauges(redis: Redis, queue_name: str) -> None:
-    """Queue depth and the age of its oldest job, read now. A job's score is when it is
-    due (its enqueue time, or a retry's deferred time), so a retry waiting out its
-    back-off does not look old."""
-    depth = await redis.zcard(queue_name)
-    oldest = await redis.zrange(queue_name, 0, 0, withscores=True)
+async def refresh_queue_gauges(redis: Redis, queue_name: str, shards: int = 1) -> None:
+    """Queue depth over all fold shards and the age of the oldest job, read now. A job's
+    score is when it is due (its enqueue time, or a retry's deferred time), so a retry
+    waiting out its back-off does not look old."""
+    depth, due = await queue_totals(redis, queue_name, shards)
     QUEUE_DEPTH.set(depth)
-    age = 0.0
-    if oldest:
-        age = max(0.0, time.time() - float(oldest[0][1]) / 1000)
-    QUEUE_OLDEST_AGE.set(age)
+    QUEUE_OLDEST_AGE.set(0.0 if due is None else max(0.0, time.time() - due / 1000))

@@ -11,6 +11,7 @@ unsharded receiver are still folded.
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import msgspec
 
@@ -57,3 +58,15 @@ def lease_key(queue_name: str, shard: int) -> str:
 def workers_key(queue_name: str) -> str:
     """Sorted set of fold workers by the time (ms) they last said they are alive."""
     return f"{queue_name}:shard-workers"
+
+
+async def queue_totals(redis: Any, queue_name: str, shards: int) -> tuple[int, float | None]:
+    """Jobs queued over all shards, and the earliest due time (ms) among them."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for shard in range(shards):
+            pipe.zcard(shard_queue(queue_name, shard))
+            pipe.zrange(shard_queue(queue_name, shard), 0, 0, withscores=True)
+        replies = await pipe.execute()
+    depth = sum(int(n) for n in replies[0::2])
+    due = [float(oldest[0][1]) for oldest in replies[1::2] if oldest]
+    return depth, min(due) if due else None

@@ -21,6 +21,7 @@ from aggregator.token_upkeep import UPKEEP_JOB
 from schema.db import create_engine, create_sessionmaker
 from schema.jobs import failed_batches_key
 from schema.settings import Settings
+from schema.shards import queue_totals
 from streamfold.jobs import TARGET, WINDOW
 
 OK = "ok"
@@ -69,12 +70,12 @@ def _bytes(n: int) -> str:
 
 async def oldest_age(redis: Redis, settings: Settings) -> float:
     """Seconds since the oldest queued job became due (0 for an empty queue)."""
-    oldest = await redis.zrange(settings.queue_name, 0, 0, withscores=True)
-    return max(0.0, time.time() - float(oldest[0][1]) / 1000) if oldest else 0.0
+    _, due = await queue_totals(redis, settings.queue_name, settings.fold_shards)
+    return 0.0 if due is None else max(0.0, time.time() - due / 1000)
 
 
 async def queue_checks(redis: Redis, settings: Settings, age: float) -> list[Check]:
-    depth = int(await redis.zcard(settings.queue_name))
+    depth, _ = await queue_totals(redis, settings.queue_name, settings.fold_shards)
     parked = int(await redis.llen(failed_batches_key(settings.queue_name)))  # type: ignore[misc]
     limit = QUEUE_AGE_LIMIT.total_seconds()
     return [
