@@ -73,10 +73,10 @@ class Clock:
 def _chat_params(items: list[Delivery]) -> dict[str, Any]:
     rows = plan([decode(d) for d in items]).chat
     return {
-        "message_ids": [r.chat_message_id for r in rows],
-        "broadcaster_ids": [r.broadcaster_id for r in rows],
-        "chatter_ids": [r.chatter_id for r in rows],
-        "sent_ats": [r.sent_at for r in rows],
+        "message_ids": store.text_array(r.chat_message_id for r in rows),
+        "broadcaster_ids": store.text_array(r.broadcaster_id for r in rows),
+        "chatter_ids": store.text_array(r.chatter_id for r in rows),
+        "sent_ats": store.text_array(r.sent_at.isoformat() for r in rows),
     }
 
 
