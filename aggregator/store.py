@@ -10,6 +10,7 @@ are written by ``sessions.py``, under the channel's lock.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 
 from sqlalchemy import text
@@ -18,29 +19,65 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aggregator.fold import FoldPlan
 from aggregator.sessions import fold_stream_events
 from schema.events import Delivery, Unfoldable, parse_instant
+from schema.partitions import HORIZON
 from schema.twitch.channels import mark_disconnected, revoke_api_tokens
 from schema.twitch.tokens import purge_tokens
 
+# Every id goes into the partition of its timestamp's day, and an id within the dedupe
+# horizon of midnight into the next day's as well (``schema/partitions.py``): an id is
+# new only if all its rows went in.
 _LEDGER = text("""
-    INSERT INTO folded_messages (message_id, subscription_type)
-    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[])) ORDER BY 1
-    ON CONFLICT (message_id) DO NOTHING
-    RETURNING message_id
+    WITH input AS (
+        SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]),
+                             CAST(:ats AS timestamptz[])) AS t(message_id, subscription_type, at)
+    ), copies AS (
+        SELECT i.message_id, d.day, i.subscription_type
+        FROM input i,
+             LATERAL (SELECT (i.at AT TIME ZONE 'UTC')::date
+                      UNION SELECT ((i.at + CAST(:horizon AS interval)) AT TIME ZONE 'UTC')::date)
+                 AS d(day)
+    ), inserted AS (
+        INSERT INTO folded_messages (message_id, day, subscription_type)
+        SELECT * FROM copies ORDER BY 1, 2
+        ON CONFLICT (message_id, day) DO NOTHING
+        RETURNING message_id
+    )
+    SELECT c.message_id FROM (SELECT message_id, count(*) AS n FROM copies GROUP BY 1) AS c
+    JOIN (SELECT message_id, count(*) AS n FROM inserted GROUP BY 1) AS i
+        ON i.message_id = c.message_id AND i.n = c.n
 """)
 
-# One statement per batch: new chat messages (deduplicated on Twitch's chat message id)
-# feed the per-chatter hours, whose newly inserted rows count as new unique chatters, and
-# the channel-hour totals; each target row is touched once (GROUP BY) in key order.
+# One statement per batch: new chat messages (deduplicated on Twitch's chat message id,
+# across day partitions by the copies near midnight) feed the per-chatter hours, whose
+# newly inserted rows count as new unique chatters, and the channel-hour totals; each
+# target row is touched once (GROUP BY) in key order. A message with any row already
+# there is not new; a primary row it inserted anyway (a redelivery stamped a little
+# earlier, across midnight) comes back as a stray, for ``_UNPRIMARY``.
 _FOLD_CHAT = text("""
     WITH input AS (
         SELECT * FROM unnest(CAST(:message_ids AS text[]), CAST(:broadcaster_ids AS text[]),
                              CAST(:chatter_ids AS text[]), CAST(:sent_ats AS timestamptz[]))
             AS t(message_id, broadcaster_id, chatter_id, sent_at)
+    ), copies AS (
+        SELECT i.message_id, d.day, i.broadcaster_id, i.chatter_id, i.sent_at, d.is_copy
+        FROM input i,
+             LATERAL (SELECT (i.sent_at AT TIME ZONE 'UTC')::date, false
+                      UNION ALL
+                      SELECT ((i.sent_at + CAST(:horizon AS interval)) AT TIME ZONE 'UTC')::date,
+                             true
+                      WHERE ((i.sent_at + CAST(:horizon AS interval)) AT TIME ZONE 'UTC')::date
+                            <> (i.sent_at AT TIME ZONE 'UTC')::date) AS d(day, is_copy)
+    ), inserted AS (
+        INSERT INTO chat_messages (message_id, day, broadcaster_id, chatter_id, sent_at, is_copy)
+        SELECT * FROM copies ORDER BY message_id, day
+        ON CONFLICT (message_id, day) DO NOTHING
+        RETURNING message_id, day, is_copy
+    ), outcome AS (
+        SELECT c.message_id, bool_and(i.message_id IS NOT NULL) AS is_new
+        FROM copies c LEFT JOIN inserted i USING (message_id, day) GROUP BY 1
     ), new AS (
-        INSERT INTO chat_messages (message_id, broadcaster_id, chatter_id, sent_at)
-        SELECT message_id, broadcaster_id, chatter_id, sent_at FROM input ORDER BY message_id
-        ON CONFLICT (message_id) DO NOTHING
-        RETURNING broadcaster_id, chatter_id, sent_at
+        SELECT c.broadcaster_id, c.chatter_id, c.sent_at
+        FROM copies c JOIN outcome o USING (message_id) WHERE o.is_new AND NOT c.is_copy
     ), per_chatter AS (
         SELECT broadcaster_id, date_trunc('hour', sent_at, 'UTC') AS hour, chatter_id,
                count(*) AS n
@@ -56,12 +93,21 @@ _FOLD_CHAT = text("""
         FROM (SELECT broadcaster_id, hour, sum(n) AS n FROM per_chatter GROUP BY 1, 2) AS p
         LEFT JOIN (SELECT broadcaster_id, hour, count(*) FILTER (WHERE is_new) AS new_chatters
                    FROM chatters GROUP BY 1, 2) AS c USING (broadcaster_id, hour)
+    ), hours AS (
+        INSERT INTO channel_hours (broadcaster_id, hour, chat_messages, unique_chatters)
+        SELECT broadcaster_id, hour, n, new_chatters FROM totals ORDER BY 1, 2
+        ON CONFLICT (broadcaster_id, hour) DO UPDATE
+            SET chat_messages = channel_hours.chat_messages + excluded.chat_messages,
+                unique_chatters = channel_hours.unique_chatters + excluded.unique_chatters
     )
-    INSERT INTO channel_hours (broadcaster_id, hour, chat_messages, unique_chatters)
-    SELECT broadcaster_id, hour, n, new_chatters FROM totals ORDER BY 1, 2
-    ON CONFLICT (broadcaster_id, hour) DO UPDATE
-        SET chat_messages = channel_hours.chat_messages + excluded.chat_messages,
-            unique_chatters = channel_hours.unique_chatters + excluded.unique_chatters
+    SELECT i.message_id, i.day FROM inserted i JOIN outcome o USING (message_id)
+    WHERE NOT o.is_new AND NOT i.is_copy
+""")
+
+_UNPRIMARY = text("""
+    UPDATE chat_messages SET is_copy = true
+    WHERE (message_id, day) IN (SELECT * FROM unnest(CAST(:ids AS text[]),
+                                                     CAST(:days AS date[])))
 """)
 
 # Chat carries no reason to touch a known channel's row: DO NOTHING takes no row lock,
@@ -92,7 +138,16 @@ _DEAD_LETTER = text("""
 """)
 
 
-async def claim_ids(session: AsyncSession, deliveries: Sequence[Delivery]) -> set[str]:
+def _instant(timestamp: str) -> datetime:
+    try:
+        return parse_instant(timestamp)
+    except ValueError:  # the receiver checked it; a hand-made job may not have
+        return datetime.now(UTC)
+
+
+async def claim_ids(
+    session: AsyncSession, deliveries: Sequence[Delivery], *, horizon: timedelta = HORIZON
+) -> set[str]:
     """Ledger the message ids; the ids not folded before come back."""
     if not deliveries:
         return set()
@@ -101,34 +156,49 @@ async def claim_ids(session: AsyncSession, deliveries: Sequence[Delivery]) -> se
         {
             "ids": [d.message_id for d in deliveries],
             "types": [d.subscription_type for d in deliveries],
+            "ats": [_instant(d.timestamp) for d in deliveries],
+            "horizon": horizon,
         },
     )
     return set(result.scalars())
 
 
-async def write_plan(session: AsyncSession, folded: FoldPlan, received: dict[str, str]) -> None:
+async def write_plan(
+    session: AsyncSession,
+    folded: FoldPlan,
+    received: dict[str, str],
+    *,
+    horizon: timedelta = HORIZON,
+) -> None:
     """Everything ``folded`` changes; ``received`` holds the deliveries' timestamps by
     message id, for the dead letters."""
-    await _fold_chat(session, folded)
+    await _fold_chat(session, folded, horizon)
     await _fold_streams(session, folded)
     await _end_revoked_access(session, folded)
     await record_dead_letters(session, folded.dead, received)
 
 
-async def _fold_chat(session: AsyncSession, folded: FoldPlan) -> None:
+async def _fold_chat(session: AsyncSession, folded: FoldPlan, horizon: timedelta) -> None:
     if not folded.chat:
         return
     broadcasters = sorted({row.broadcaster_id for row in folded.chat})
     await session.execute(_ADD_CHANNELS, {"ids": broadcasters})
-    await session.execute(
-        _FOLD_CHAT,
-        {
-            "message_ids": [r.chat_message_id for r in folded.chat],
-            "broadcaster_ids": [r.broadcaster_id for r in folded.chat],
-            "chatter_ids": [r.chatter_id for r in folded.chat],
-            "sent_ats": [r.sent_at for r in folded.chat],
-        },
-    )
+    strays = (
+        await session.execute(
+            _FOLD_CHAT,
+            {
+                "message_ids": [r.chat_message_id for r in folded.chat],
+                "broadcaster_ids": [r.broadcaster_id for r in folded.chat],
+                "chatter_ids": [r.chatter_id for r in folded.chat],
+                "sent_ats": [r.sent_at for r in folded.chat],
+                "horizon": horizon,
+            },
+        )
+    ).all()
+    if strays:
+        await session.execute(
+            _UNPRIMARY, {"ids": [r.message_id for r in strays], "days": [r.day for r in strays]}
+        )
 
 
 async def _fold_streams(session: AsyncSession, folded: FoldPlan) -> None:

@@ -115,7 +115,7 @@ async def _fold_one_by_one(
     for delivery in deliveries:
         try:
             async with work.sessions.begin() as session:
-                folded = await fold_deliveries(session, [delivery])
+                folded = await fold_deliveries(session, [delivery], horizon=work.folder.horizon)
             observe_commit([delivery], folded.fresh, (d.message_id for d in folded.plan.dead))
             revoked += folded.plan.disconnects
         except Exception as exc:
@@ -132,7 +132,7 @@ async def _fold_one_by_one(
                 MessageId(delivery.message_id), delivery.subscription_type, reason, delivery.body
             )
             async with work.sessions.begin() as session:
-                fresh = await claim_ids(session, [delivery])
+                fresh = await claim_ids(session, [delivery], horizon=work.folder.horizon)
                 if fresh:
                     await record_dead_letters(session, [letter], {})
             if fresh:
