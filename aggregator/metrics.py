@@ -63,6 +63,13 @@ REPAIRS = Counter(
     registry=REGISTRY,
 )
 
+RETENTION_REMOVED = Counter(
+    "streamfold_retention_removed",
+    "Rows the retention job removed, by table (whole partitions dropped and rows deleted)",
+    ["table"],
+    registry=REGISTRY,
+)
+
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -104,6 +111,10 @@ def count_run(job: str, outcome: str, counts: Mapping[str, Any] | None = None) -
     for kind, value in counts.items():
         if isinstance(value, int) and value > 0 and not kind.endswith("_ms"):
             REPAIRS.labels(kind=kind).inc(value)
+
+
+def count_retention_removed(table: str, rows: int) -> None:
+    RETENTION_REMOVED.labels(table=table).inc(rows)
 
 
 def instrumented(name: str, job: F) -> F:

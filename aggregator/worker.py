@@ -37,6 +37,7 @@ from aggregator.metrics import (
 )
 from aggregator.pipeline import fold_deliveries
 from aggregator.reconcile import reconcile_cron
+from aggregator.retention import retention_cron
 from aggregator.store import claim_ids, record_dead_letters
 from aggregator.token_upkeep import check_user_tokens, upkeep_cron
 from schema.db import is_transient
@@ -240,6 +241,7 @@ def periodic_worker_options(settings: Settings, **overrides: Any) -> dict[str, A
                     collect_cron(settings),
                     upkeep_cron(),
                     rollup_cron(),
+                    retention_cron(),
                 )
             ],
             "queue_name": periodic_queue(settings),

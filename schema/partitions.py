@@ -74,6 +74,9 @@ def create_partition(table: str, day: date) -> PartitionStep:
         table,
         day,
         (
+            # First, so no fold adds a row of that day to the default partition between
+            # the move and the attach (which would then fail).
+            f"LOCK TABLE {default} IN ACCESS EXCLUSIVE MODE",
             f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
             f"WITH moved AS (DELETE FROM {default} WHERE day >= '{lo}' AND day < '{hi}'"  # noqa: S608 - our names
             f" RETURNING *) INSERT INTO {name} SELECT * FROM moved",
