@@ -9,9 +9,11 @@ are written by ``sessions.py``, under the channel's lock.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from hashlib import sha256
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,66 +21,38 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aggregator.fold import FoldPlan
 from aggregator.sessions import fold_stream_events
 from schema.events import Delivery, Unfoldable, parse_instant
-from schema.partitions import HORIZON
+from schema.partitions import HORIZON, utc_day
 from schema.twitch.channels import mark_disconnected, revoke_api_tokens
 from schema.twitch.tokens import purge_tokens
 
 # Every id goes into the partition of its timestamp's day, and an id within the dedupe
-# horizon of midnight into the next day's as well (``schema/partitions.py``): an id is
-# new only if all its rows went in.
+# horizon of midnight into the next day's as well (``rows_of``, ``schema/partitions.py``):
+# an id is new only if all its rows went in.
 _LEDGER = text("""
-    WITH input AS (
-        SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]),
-                             CAST(:ats AS timestamptz[])) AS t(message_id, subscription_type, at)
-    ), copies AS (
-        SELECT i.message_id, d.day, i.subscription_type
-        FROM input i,
-             LATERAL (SELECT (i.at AT TIME ZONE 'UTC')::date
-                      UNION SELECT ((i.at + CAST(:horizon AS interval)) AT TIME ZONE 'UTC')::date)
-                 AS d(day)
-    ), inserted AS (
-        INSERT INTO folded_messages (message_id, day, subscription_type)
-        SELECT * FROM copies ORDER BY 1, 2
-        ON CONFLICT (message_id, day) DO NOTHING
-        RETURNING message_id
-    )
-    SELECT c.message_id FROM (SELECT message_id, count(*) AS n FROM copies GROUP BY 1) AS c
-    JOIN (SELECT message_id, count(*) AS n FROM inserted GROUP BY 1) AS i
-        ON i.message_id = c.message_id AND i.n = c.n
+    INSERT INTO folded_messages (message_id, day, subscription_type)
+    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:days AS date[]), CAST(:types AS text[]))
+    ORDER BY 1, 2
+    ON CONFLICT (message_id, day) DO NOTHING
+    RETURNING message_id
 """)
 
-# One statement per batch: new chat messages (deduplicated on Twitch's chat message id,
-# across day partitions by the copies near midnight) feed the per-chatter hours, whose
-# newly inserted rows count as new unique chatters, and the channel-hour totals; each
-# target row is touched once (GROUP BY) in key order. A message with any row already
-# there is not new; a primary row it inserted anyway (a redelivery stamped a little
-# earlier, across midnight) comes back as a stray, for ``_UNPRIMARY``.
-_FOLD_CHAT = text("""
+# One statement per batch: new chat messages (deduplicated on Twitch's chat message id)
+# feed the per-chatter hours, whose newly inserted rows count as new unique chatters, and
+# the channel-hour totals; each target row is touched once (GROUP BY) in key order.
+# ``{new}`` is the new messages: in a batch without copies, simply the inserted rows (a
+# message with one row is new if that row went in); else ``_NEW_WITH_COPIES``.
+_FOLD_CHAT = """
     WITH input AS (
-        SELECT * FROM unnest(CAST(:message_ids AS text[]), CAST(:broadcaster_ids AS text[]),
-                             CAST(:chatter_ids AS text[]), CAST(:sent_ats AS timestamptz[]))
-            AS t(message_id, broadcaster_id, chatter_id, sent_at)
-    ), copies AS (
-        SELECT i.message_id, d.day, i.broadcaster_id, i.chatter_id, i.sent_at, d.is_copy
-        FROM input i,
-             LATERAL (SELECT (i.sent_at AT TIME ZONE 'UTC')::date, false
-                      UNION ALL
-                      SELECT ((i.sent_at + CAST(:horizon AS interval)) AT TIME ZONE 'UTC')::date,
-                             true
-                      WHERE ((i.sent_at + CAST(:horizon AS interval)) AT TIME ZONE 'UTC')::date
-                            <> (i.sent_at AT TIME ZONE 'UTC')::date) AS d(day, is_copy)
+        SELECT * FROM unnest(CAST(:message_ids AS text[]), CAST(:days AS date[]),
+                             CAST(:broadcaster_ids AS text[]), CAST(:chatter_ids AS text[]),
+                             CAST(:sent_ats AS timestamptz[]), CAST(:copies AS boolean[]))
+            AS t(message_id, day, broadcaster_id, chatter_id, sent_at, is_copy)
     ), inserted AS (
         INSERT INTO chat_messages (message_id, day, broadcaster_id, chatter_id, sent_at, is_copy)
-        SELECT * FROM copies ORDER BY message_id, day
+        SELECT * FROM input ORDER BY message_id, day
         ON CONFLICT (message_id, day) DO NOTHING
-        RETURNING message_id, day, is_copy
-    ), outcome AS (
-        SELECT c.message_id, bool_and(i.message_id IS NOT NULL) AS is_new
-        FROM copies c LEFT JOIN inserted i USING (message_id, day) GROUP BY 1
-    ), new AS (
-        SELECT c.broadcaster_id, c.chatter_id, c.sent_at
-        FROM copies c JOIN outcome o USING (message_id) WHERE o.is_new AND NOT c.is_copy
-    ), per_chatter AS (
+        RETURNING message_id, day, broadcaster_id, chatter_id, sent_at, is_copy
+    ), {new}, per_chatter AS (
         SELECT broadcaster_id, date_trunc('hour', sent_at, 'UTC') AS hour, chatter_id,
                count(*) AS n
         FROM new GROUP BY 1, 2, 3
@@ -100,9 +74,23 @@ _FOLD_CHAT = text("""
             SET chat_messages = channel_hours.chat_messages + excluded.chat_messages,
                 unique_chatters = channel_hours.unique_chatters + excluded.unique_chatters
     )
-    SELECT i.message_id, i.day FROM inserted i JOIN outcome o USING (message_id)
-    WHERE NOT o.is_new AND NOT i.is_copy
-""")
+    {result}
+"""
+_NEW_SIMPLE = "new AS (SELECT broadcaster_id, chatter_id, sent_at FROM inserted)"
+# A message with two rows is new only if both went in. A primary row it inserted anyway
+# (a redelivery stamped a little earlier, across midnight) comes back as a stray, for
+# ``_UNPRIMARY``.
+_NEW_WITH_COPIES = """outcome AS (
+        SELECT c.message_id, bool_and(i.message_id IS NOT NULL) AS is_new
+        FROM input c LEFT JOIN inserted i USING (message_id, day) GROUP BY 1
+    ), new AS (
+        SELECT i.broadcaster_id, i.chatter_id, i.sent_at
+        FROM inserted i JOIN outcome o USING (message_id) WHERE o.is_new AND NOT i.is_copy
+    )"""
+_STRAYS = """SELECT i.message_id, i.day FROM inserted i JOIN outcome o USING (message_id)
+    WHERE NOT o.is_new AND NOT i.is_copy"""
+_FOLD_CHAT_SIMPLE = text(_FOLD_CHAT.format(new=_NEW_SIMPLE, result="SELECT 1 WHERE false"))
+_FOLD_CHAT_COPIES = text(_FOLD_CHAT.format(new=_NEW_WITH_COPIES, result=_STRAYS))
 
 _UNPRIMARY = text("""
     UPDATE chat_messages SET is_copy = true
@@ -145,22 +133,32 @@ def _instant(timestamp: str) -> datetime:
         return datetime.now(UTC)
 
 
+def rows_of(at: datetime, horizon: timedelta) -> tuple[date, ...]:
+    """The days a message stamped ``at`` is written into: its own, and the next one when
+    ``at`` lies within ``horizon`` of it (``schema/partitions.py``)."""
+    day, later = utc_day(at), utc_day(at + horizon)
+    return (day,) if later == day else (day, later)
+
+
 async def claim_ids(
     session: AsyncSession, deliveries: Sequence[Delivery], *, horizon: timedelta = HORIZON
 ) -> set[str]:
     """Ledger the message ids; the ids not folded before come back."""
     if not deliveries:
         return set()
-    result = await session.execute(
-        _LEDGER,
-        {
-            "ids": [d.message_id for d in deliveries],
-            "types": [d.subscription_type for d in deliveries],
-            "ats": [_instant(d.timestamp) for d in deliveries],
-            "horizon": horizon,
-        },
-    )
-    return set(result.scalars())
+    ids: list[str] = []
+    days: list[date] = []
+    types: list[str] = []
+    expected: Counter[str] = Counter()
+    for d in deliveries:
+        for day in rows_of(_instant(d.timestamp), horizon):
+            ids.append(d.message_id)
+            days.append(day)
+            types.append(d.subscription_type)
+            expected[d.message_id] += 1
+    result = await session.execute(_LEDGER, {"ids": ids, "days": days, "types": types})
+    inserted = Counter(result.scalars())
+    return {i for i, n in inserted.items() if n == expected[i]}
 
 
 async def write_plan(
@@ -183,18 +181,22 @@ async def _fold_chat(session: AsyncSession, folded: FoldPlan, horizon: timedelta
         return
     broadcasters = sorted({row.broadcaster_id for row in folded.chat})
     await session.execute(_ADD_CHANNELS, {"ids": broadcasters})
-    strays = (
-        await session.execute(
-            _FOLD_CHAT,
-            {
-                "message_ids": [r.chat_message_id for r in folded.chat],
-                "broadcaster_ids": [r.broadcaster_id for r in folded.chat],
-                "chatter_ids": [r.chatter_id for r in folded.chat],
-                "sent_ats": [r.sent_at for r in folded.chat],
-                "horizon": horizon,
-            },
-        )
-    ).all()
+    columns: dict[str, list[Any]] = {
+        k: [] for k in ("message_ids", "days", "broadcaster_ids", "chatter_ids", "sent_ats")
+    }
+    columns["copies"] = []
+    for r in folded.chat:
+        for n, day in enumerate(rows_of(r.sent_at, horizon)):
+            columns["message_ids"].append(r.chat_message_id)
+            columns["days"].append(day)
+            columns["broadcaster_ids"].append(r.broadcaster_id)
+            columns["chatter_ids"].append(r.chatter_id)
+            columns["sent_ats"].append(r.sent_at)
+            columns["copies"].append(n > 0)
+    if not any(columns["copies"]):
+        await session.execute(_FOLD_CHAT_SIMPLE, columns)
+        return
+    strays = (await session.execute(_FOLD_CHAT_COPIES, columns)).all()
     if strays:
         await session.execute(
             _UNPRIMARY, {"ids": [r.message_id for r in strays], "days": [r.day for r in strays]}
