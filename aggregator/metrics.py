@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from schema.events import Delivery, parse_instant
 from schema.logs import get_logger
-from schema.metrics import REGISTRY, count_notification
+from schema.metrics import REGISTRY, RETENTION_REMOVED, count_notification
 
 log = get_logger("aggregator.metrics")
 
@@ -60,13 +60,6 @@ REPAIRS = Counter(
     "streamfold_reconcile_repairs",
     "What reconciliation changed, by kind (its job_runs counts)",
     ["kind"],
-    registry=REGISTRY,
-)
-
-RETENTION_REMOVED = Counter(
-    "streamfold_retention_removed",
-    "Rows the retention job removed, by table (whole partitions dropped and rows deleted)",
-    ["table"],
     registry=REGISTRY,
 )
 

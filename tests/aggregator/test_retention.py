@@ -42,7 +42,8 @@ async def _count(session: AsyncSession, sql: str) -> int:
 
 
 def _removed(table: str) -> float:
-    return REGISTRY.get_sample_value("streamfold_retention_removed_total", {"table": table}) or 0
+    name = "streamfold_retention_removed_rows_total"
+    return REGISTRY.get_sample_value(name, {"table": table}) or 0
 
 
 async def _setup(sessions: async_sessionmaker[AsyncSession]) -> None:
