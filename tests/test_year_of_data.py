@@ -121,7 +121,7 @@ def _without_edge_flags(value: Any) -> Any:
 
 
 def _flags(answer: Any) -> list[bool]:
-    items = answer if isinstance(answer, list) else answer.get("sessions", [answer])
+    items = answer["sessions"] if isinstance(answer.get("sessions"), list) else [answer]
     return [item["chat_exact_edges"] for item in items if "chat_exact_edges" in item]
 
 
