@@ -1,7 +1,7 @@
 """chat_messages and folded_messages partitioned by day, copies near midnight; retention marks
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0011
 Create Date: 2026-12-03 12:00:00.000000
 
 The tables are renamed, recreated partitioned, and their rows copied over in one
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
