@@ -116,10 +116,11 @@ _SAVE_SPANS = text("""
         SELECT d.broadcaster_id, d.started_at, d.ended_at, m.chatter_id, 1
         FROM due d JOIN chat_messages m ON m.broadcaster_id = d.broadcaster_id
             AND m.sent_at >= d.started_at AND m.sent_at < least(d.wf, d.ended_at)
+            AND NOT m.is_copy
         UNION ALL
         SELECT d.broadcaster_id, d.started_at, d.ended_at, m.chatter_id, 1
         FROM due d JOIN chat_messages m ON m.broadcaster_id = d.broadcaster_id
-            AND m.sent_at >= d.wt AND m.sent_at < d.ended_at
+            AND m.sent_at >= d.wt AND m.sent_at < d.ended_at AND NOT m.is_copy
     )
     INSERT INTO span_chat (broadcaster_id, started_at, ended_at, hour_messages, chat_messages,
                            unique_chatters)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -39,7 +40,9 @@ class WorkerContext:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.folder = Folder(self.sessions)
+        self.folder = Folder(
+            self.sessions, horizon=timedelta(seconds=self.settings.dedupe_horizon_seconds)
+        )
 
     @classmethod
     def open(

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from schema.events import Delivery, parse_instant
 from schema.logs import get_logger
-from schema.metrics import REGISTRY, count_notification
+from schema.metrics import REGISTRY, RETENTION_REMOVED, count_notification
 
 log = get_logger("aggregator.metrics")
 
@@ -104,6 +104,10 @@ def count_run(job: str, outcome: str, counts: Mapping[str, Any] | None = None) -
     for kind, value in counts.items():
         if isinstance(value, int) and value > 0 and not kind.endswith("_ms"):
             REPAIRS.labels(kind=kind).inc(value)
+
+
+def count_retention_removed(table: str, rows: int) -> None:
+    RETENTION_REMOVED.labels(table=table).inc(rows)
 
 
 def instrumented(name: str, job: F) -> F:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,6 +23,7 @@ from schema.batching import GroupWriter
 from schema.db import is_transient
 from schema.events import AuthorizationRevoke, Delivery, decode
 from schema.logs import get_logger
+from schema.partitions import HORIZON
 
 log = get_logger("aggregator.pipeline")
 
@@ -47,17 +49,21 @@ class Folded:
     fresh: list[Delivery]
 
 
-async def fold_deliveries(session: AsyncSession, deliveries: Sequence[Delivery]) -> Folded:
-    """Fold ``deliveries`` into the caller's transaction (the caller commits)."""
+async def fold_deliveries(
+    session: AsyncSession, deliveries: Sequence[Delivery], *, horizon: timedelta = HORIZON
+) -> Folded:
+    """Fold ``deliveries`` into the caller's transaction (the caller commits); ``horizon``
+    is ``DEDUPE_HORIZON_SECONDS`` (``schema/partitions.py``)."""
     unique = list({d.message_id: d for d in reversed(deliveries)}.values())  # first wins
     notifications = [decode(d) for d in unique]
-    fresh = await store.claim_ids(session, unique)
+    fresh = await store.claim_ids(session, unique, horizon=horizon)
     folded = plan(
         notifications,
         folded_before={d.message_id for d in unique if d.message_id not in fresh},
         bodies={d.message_id: d.body for d in unique if d.message_id in fresh},
     )
-    await store.write_plan(session, folded, {d.message_id: d.timestamp for d in unique})
+    received = {d.message_id: d.timestamp for d in unique}
+    await store.write_plan(session, folded, received, horizon=horizon)
     stats = FoldStats(
         deliveries=len(deliveries),
         duplicates=len(deliveries) - len(fresh),
@@ -79,8 +85,11 @@ class FoldBatch:
 class Folder:
     """Commits the batches of concurrently running jobs together."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, horizon: timedelta = HORIZON
+    ) -> None:
         self._sessions = sessions
+        self.horizon = horizon
         self._writer: GroupWriter[FoldBatch] = GroupWriter(
             self._commit, max_batch=64, isolate=lambda exc: not is_transient(exc)
         )
@@ -98,7 +107,7 @@ class Folder:
     async def _commit(self, batches: list[FoldBatch]) -> None:
         deliveries = [d for batch in batches for d in batch.deliveries]
         async with self._sessions.begin() as session:
-            folded = await fold_deliveries(session, deliveries)
+            folded = await fold_deliveries(session, deliveries, horizon=self.horizon)
         observe_commit(deliveries, folded.fresh, (d.message_id for d in folded.plan.dead))
         for batch in batches:
             ids = {d.message_id for d in batch.deliveries}

@@ -10,6 +10,7 @@ are written by ``sessions.py``, under the channel's lock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
 from hashlib import sha256
 
 from sqlalchemy import text
@@ -18,37 +19,45 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aggregator.fold import FoldPlan
 from aggregator.sessions import fold_stream_events
 from schema.events import Delivery, Unfoldable, parse_instant
+from schema.partitions import HORIZON, utc_day
 from schema.twitch.channels import mark_disconnected, revoke_api_tokens
 from schema.twitch.tokens import purge_tokens
 
-# Answers with the ids folded before (usually none) rather than the fresh ones: a batch's
-# worth of returned rows cost the worker more CPU than the insert itself.
+# Every id goes into the partition of its timestamp's day, and an id within the dedupe
+# horizon of midnight into the next day's as well (``rows_of``, ``schema/partitions.py``):
+# an id is new only if all its rows went in. Answers with the ids folded before (usually
+# none) rather than the fresh ones: a batch's worth of returned rows cost the worker more
+# CPU than the insert itself.
 _LEDGER = text("""
     WITH input AS (
-        SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[])) AS t(id, type)
+        SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:days AS date[]),
+                             CAST(:types AS text[])) AS t(id, day, type)
     ), fresh AS (
-        INSERT INTO folded_messages (message_id, subscription_type)
-        SELECT id, type FROM input ORDER BY 1
-        ON CONFLICT (message_id) DO NOTHING
-        RETURNING message_id
+        INSERT INTO folded_messages (message_id, day, subscription_type)
+        SELECT id, day, type FROM input ORDER BY 1, 2
+        ON CONFLICT (message_id, day) DO NOTHING
+        RETURNING message_id, day
     )
-    SELECT id FROM input WHERE id NOT IN (SELECT message_id FROM fresh)
+    SELECT DISTINCT id FROM input WHERE (id, day) NOT IN (SELECT message_id, day FROM fresh)
 """)
 
 # One statement per batch: new chat messages (deduplicated on Twitch's chat message id)
 # feed the per-chatter hours, whose newly inserted rows count as new unique chatters, and
 # the channel-hour totals; each target row is touched once (GROUP BY) in key order.
-_FOLD_CHAT = text("""
+# ``{new}`` is the new messages: in a batch without copies, simply the inserted rows (a
+# message with one row is new if that row went in); else ``_NEW_WITH_COPIES``.
+_FOLD_CHAT = """
     WITH input AS (
-        SELECT * FROM unnest(CAST(:message_ids AS text[]), CAST(:broadcaster_ids AS text[]),
-                             CAST(:chatter_ids AS text[]), CAST(:sent_ats AS timestamptz[]))
-            AS t(message_id, broadcaster_id, chatter_id, sent_at)
-    ), new AS (
-        INSERT INTO chat_messages (message_id, broadcaster_id, chatter_id, sent_at)
-        SELECT message_id, broadcaster_id, chatter_id, sent_at FROM input ORDER BY message_id
-        ON CONFLICT (message_id) DO NOTHING
-        RETURNING broadcaster_id, chatter_id, sent_at
-    ), per_chatter AS (
+        SELECT * FROM unnest(CAST(:message_ids AS text[]), CAST(:days AS date[]),
+                             CAST(:broadcaster_ids AS text[]), CAST(:chatter_ids AS text[]),
+                             CAST(:sent_ats AS timestamptz[]), CAST(:copies AS boolean[]))
+            AS t(message_id, day, broadcaster_id, chatter_id, sent_at, is_copy)
+    ), inserted AS (
+        INSERT INTO chat_messages (message_id, day, broadcaster_id, chatter_id, sent_at, is_copy)
+        SELECT * FROM input ORDER BY message_id, day
+        ON CONFLICT (message_id, day) DO NOTHING
+        RETURNING message_id, day, broadcaster_id, chatter_id, sent_at, is_copy
+    ), {new}, per_chatter AS (
         SELECT broadcaster_id, date_trunc('hour', sent_at, 'UTC') AS hour, chatter_id,
                count(*) AS n
         FROM new GROUP BY 1, 2, 3
@@ -63,12 +72,35 @@ _FOLD_CHAT = text("""
         FROM (SELECT broadcaster_id, hour, sum(n) AS n FROM per_chatter GROUP BY 1, 2) AS p
         LEFT JOIN (SELECT broadcaster_id, hour, count(*) FILTER (WHERE is_new) AS new_chatters
                    FROM chatters GROUP BY 1, 2) AS c USING (broadcaster_id, hour)
+    ), hours AS (
+        INSERT INTO channel_hours (broadcaster_id, hour, chat_messages, unique_chatters)
+        SELECT broadcaster_id, hour, n, new_chatters FROM totals ORDER BY 1, 2
+        ON CONFLICT (broadcaster_id, hour) DO UPDATE
+            SET chat_messages = channel_hours.chat_messages + excluded.chat_messages,
+                unique_chatters = channel_hours.unique_chatters + excluded.unique_chatters
     )
-    INSERT INTO channel_hours (broadcaster_id, hour, chat_messages, unique_chatters)
-    SELECT broadcaster_id, hour, n, new_chatters FROM totals ORDER BY 1, 2
-    ON CONFLICT (broadcaster_id, hour) DO UPDATE
-        SET chat_messages = channel_hours.chat_messages + excluded.chat_messages,
-            unique_chatters = channel_hours.unique_chatters + excluded.unique_chatters
+    {result}
+"""
+_NEW_SIMPLE = "new AS (SELECT broadcaster_id, chatter_id, sent_at FROM inserted)"
+# A message with two rows is new only if both went in. A primary row it inserted anyway
+# (a redelivery stamped a little earlier, across midnight) comes back as a stray, for
+# ``_UNPRIMARY``.
+_NEW_WITH_COPIES = """outcome AS (
+        SELECT c.message_id, bool_and(i.message_id IS NOT NULL) AS is_new
+        FROM input c LEFT JOIN inserted i USING (message_id, day) GROUP BY 1
+    ), new AS (
+        SELECT i.broadcaster_id, i.chatter_id, i.sent_at
+        FROM inserted i JOIN outcome o USING (message_id) WHERE o.is_new AND NOT i.is_copy
+    )"""
+_STRAYS = """SELECT i.message_id, i.day FROM inserted i JOIN outcome o USING (message_id)
+    WHERE NOT o.is_new AND NOT i.is_copy"""
+_FOLD_CHAT_SIMPLE = text(_FOLD_CHAT.format(new=_NEW_SIMPLE, result="SELECT 1 WHERE false"))
+_FOLD_CHAT_COPIES = text(_FOLD_CHAT.format(new=_NEW_WITH_COPIES, result=_STRAYS))
+
+_UNPRIMARY = text("""
+    UPDATE chat_messages SET is_copy = true
+    WHERE (message_id, day) IN (SELECT * FROM unnest(CAST(:ids AS text[]),
+                                                     CAST(:days AS date[])))
 """)
 
 # Chat carries no reason to touch a known channel's row: DO NOTHING takes no row lock,
@@ -110,43 +142,83 @@ def text_array(values: Iterable[str]) -> str:
     return '{"' + '","'.join(items) + '"}' if items else "{}"
 
 
-async def claim_ids(session: AsyncSession, deliveries: Sequence[Delivery]) -> set[str]:
+def _instant(timestamp: str) -> datetime:
+    try:
+        return parse_instant(timestamp)
+    except ValueError:  # the receiver checked it; a hand-made job may not have
+        return datetime.now(UTC)
+
+
+def rows_of(at: datetime, horizon: timedelta) -> tuple[date, ...]:
+    """The days a message stamped ``at`` is written into: its own, and the next one when
+    ``at`` lies within ``horizon`` of it (``schema/partitions.py``)."""
+    day, later = utc_day(at), utc_day(at + horizon)
+    return (day,) if later == day else (day, later)
+
+
+async def claim_ids(
+    session: AsyncSession, deliveries: Sequence[Delivery], *, horizon: timedelta = HORIZON
+) -> set[str]:
     """Ledger the message ids; the ids not folded before come back."""
     if not deliveries:
         return set()
+    ids: list[str] = []
+    days: list[str] = []
+    types: list[str] = []
+    for d in deliveries:
+        for day in rows_of(_instant(d.timestamp), horizon):
+            ids.append(d.message_id)
+            days.append(day.isoformat())
+            types.append(d.subscription_type)
     result = await session.execute(
-        _LEDGER,
-        {
-            "ids": text_array(d.message_id for d in deliveries),
-            "types": text_array(d.subscription_type for d in deliveries),
-        },
+        _LEDGER, {"ids": text_array(ids), "days": text_array(days), "types": text_array(types)}
     )
     return {d.message_id for d in deliveries}.difference(result.scalars())
 
 
-async def write_plan(session: AsyncSession, folded: FoldPlan, received: dict[str, str]) -> None:
+async def write_plan(
+    session: AsyncSession,
+    folded: FoldPlan,
+    received: dict[str, str],
+    *,
+    horizon: timedelta = HORIZON,
+) -> None:
     """Everything ``folded`` changes; ``received`` holds the deliveries' timestamps by
     message id, for the dead letters."""
-    await _fold_chat(session, folded)
+    await _fold_chat(session, folded, horizon)
     await _fold_streams(session, folded)
     await _end_revoked_access(session, folded)
     await record_dead_letters(session, folded.dead, received)
 
 
-async def _fold_chat(session: AsyncSession, folded: FoldPlan) -> None:
+async def _fold_chat(session: AsyncSession, folded: FoldPlan, horizon: timedelta) -> None:
     if not folded.chat:
         return
     broadcasters = sorted({row.broadcaster_id for row in folded.chat})
     await session.execute(_ADD_CHANNELS, {"ids": text_array(broadcasters)})
-    await session.execute(
-        _FOLD_CHAT,
-        {
-            "message_ids": text_array(r.chat_message_id for r in folded.chat),
-            "broadcaster_ids": text_array(r.broadcaster_id for r in folded.chat),
-            "chatter_ids": text_array(r.chatter_id for r in folded.chat),
-            "sent_ats": text_array(r.sent_at.isoformat() for r in folded.chat),
-        },
-    )
+    columns: dict[str, list[str]] = {
+        k: [] for k in ("message_ids", "days", "broadcaster_ids", "chatter_ids", "sent_ats")
+    }
+    copies: list[str] = []
+    for r in folded.chat:
+        sent_at = r.sent_at.isoformat()
+        for n, day in enumerate(rows_of(r.sent_at, horizon)):
+            columns["message_ids"].append(r.chat_message_id)
+            columns["days"].append(day.isoformat())
+            columns["broadcaster_ids"].append(r.broadcaster_id)
+            columns["chatter_ids"].append(r.chatter_id)
+            columns["sent_ats"].append(sent_at)
+            copies.append("t" if n else "f")
+    arrays = {k: text_array(v) for k, v in columns.items()}
+    arrays["copies"] = text_array(copies)
+    if "t" not in copies:
+        await session.execute(_FOLD_CHAT_SIMPLE, arrays)
+        return
+    strays = (await session.execute(_FOLD_CHAT_COPIES, arrays)).all()
+    if strays:
+        await session.execute(
+            _UNPRIMARY, {"ids": [r.message_id for r in strays], "days": [r.day for r in strays]}
+        )
 
 
 async def _fold_streams(session: AsyncSession, folded: FoldPlan) -> None:

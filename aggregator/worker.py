@@ -38,6 +38,7 @@ from aggregator.metrics import (
 )
 from aggregator.pipeline import fold_deliveries
 from aggregator.reconcile import reconcile_cron
+from aggregator.retention import retention_cron
 from aggregator.shards import ShardedFold
 from aggregator.store import claim_ids, record_dead_letters
 from aggregator.token_upkeep import check_user_tokens, upkeep_cron
@@ -117,7 +118,7 @@ async def _fold_one_by_one(
     for delivery in deliveries:
         try:
             async with work.sessions.begin() as session:
-                folded = await fold_deliveries(session, [delivery])
+                folded = await fold_deliveries(session, [delivery], horizon=work.folder.horizon)
             observe_commit([delivery], folded.fresh, (d.message_id for d in folded.plan.dead))
             revoked += folded.plan.disconnects
         except Exception as exc:
@@ -134,7 +135,7 @@ async def _fold_one_by_one(
                 MessageId(delivery.message_id), delivery.subscription_type, reason, delivery.body
             )
             async with work.sessions.begin() as session:
-                fresh = await claim_ids(session, [delivery])
+                fresh = await claim_ids(session, [delivery], horizon=work.folder.horizon)
                 if fresh:
                     await record_dead_letters(session, [letter], {})
             if fresh:
@@ -262,6 +263,7 @@ def periodic_worker_options(settings: Settings, **overrides: Any) -> dict[str, A
                     collect_cron(settings),
                     upkeep_cron(),
                     rollup_cron(),
+                    retention_cron(),
                 )
             ],
             "queue_name": periodic_queue(settings),

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
+from schema.partitions import is_partition
 from schema.settings import load_settings
 from schema.tables import Base
 
@@ -26,12 +27,18 @@ def _url() -> str:
     return str(url)
 
 
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Day partitions are not in the models (``schema/partitions.py``)."""
+    return not (type_ == "table" and name is not None and is_partition(name))
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
         compare_server_default=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     live_channel_prefix: str = Field(default="", max_length=64)
     # How many channels one signed-in user may follow (POST /api/follows answers 422 past it).
     follow_limit: int = Field(default=100, ge=0, le=10_000)
+    # Raw rows (per-message chat rows, job runs) are kept this many days, the message-id
+    # ledger this many (it only has to outlast a queue wait plus Twitch's redeliveries);
+    # aggregates are kept forever (README "Data lifecycle").
+    retention_days: int = Field(default=90, ge=1, le=36_500)
+    ledger_retention_days: int = Field(default=7, ge=1, le=36_500)
+    # Two deliveries of one id (or two of one chat message) are recognised as one while
+    # their timestamps are less than this apart; at most a day (schema/partitions.py).
+    dedupe_horizon_seconds: int = Field(default=3600, ge=1, le=86_400)
 
     @field_validator("database_url")
     @classmethod

@@ -7,13 +7,14 @@ Column names follow PRODUCT.md's JSON fields so the API never renames. Instants 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Identity,
@@ -164,13 +165,21 @@ class EventSubSubscription(Base):
 
 
 class FoldedMessage(Base):
-    """The ledger: every EventSub message id folded, written in the fold's transaction."""
+    """The ledger: every EventSub message id folded, written in the fold's transaction.
+
+    Partitioned by the UTC day of the delivery's timestamp; an id near midnight is also
+    in the next day's partition, so a redelivery up to ``DEDUPE_HORIZON_SECONDS`` later
+    still conflicts (``schema/partitions.py``). Kept ``LEDGER_RETENTION_DAYS``.
+    """
 
     __tablename__ = "folded_messages"
 
     message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
     subscription_type: Mapped[str] = mapped_column(String(100))
     folded_at: Mapped[datetime] = _now()
+
+    __table_args__ = ({"postgresql_partition_by": "RANGE (day)"},)
 
 
 class DeadLetter(Base):
@@ -240,19 +249,27 @@ class StreamOffline(Base):
 class ChatMessage(Base):
     """One chat message's identity and coordinates (never its text).
 
-    The primary key is Twitch's ``event.message_id``: a chat message delivered twice
-    under different EventSub ids (secret rotation) is still counted once. Exact figures
-    for windows that do not start or end on an hour read the partial hours from here.
+    Keyed by Twitch's ``event.message_id`` and the UTC day of ``sent_at`` (the partition
+    key): a chat message delivered twice under different EventSub ids (secret rotation)
+    is still counted once, and one near midnight has a second row (``is_copy``) in the
+    next day's partition for that (``schema/partitions.py``). Exact figures for windows
+    that do not start or end on an hour read the partial hours from the primary rows.
+    Kept ``RETENTION_DAYS``; ``retention_marks`` says from when rows are complete.
     """
 
     __tablename__ = "chat_messages"
 
     message_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
     broadcaster_id: Mapped[str] = mapped_column(String(64))
     chatter_id: Mapped[str] = mapped_column(String(64))
     sent_at: Mapped[datetime]
+    is_copy: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
-    __table_args__ = (Index(None, "broadcaster_id", "sent_at"),)
+    __table_args__ = (
+        Index(None, "broadcaster_id", "sent_at", postgresql_where=text("NOT is_copy")),
+        {"postgresql_partition_by": "RANGE (day)"},
+    )
 
 
 class ChatterHour(Base):
@@ -520,6 +537,17 @@ class JobRun(Base):
         Index(None, "job", "started_at"),
         CheckConstraint("outcome IN ('running', 'success', 'failed', 'skipped')", name="outcome"),
     )
+
+
+class RetentionMark(Base):
+    """What retention removed from a raw table: its rows older than ``removed_before``
+    may be gone (``aggregator/retention.py``), so reads that need them degrade."""
+
+    __tablename__ = "retention_marks"
+
+    table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    removed_before: Mapped[datetime]
+    updated_at: Mapped[datetime] = _now()
 
 
 # -- follows and live status ----------------------------------------------------------------

@@ -225,6 +225,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention(args: argparse.Namespace) -> int:
+    from streamfold.jobs import run_retention
+
+    report, failed = asyncio.run(run_retention(_settings("database_url", local=True), args.dry_run))
+    print(report)
+    return 1 if failed else 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from streamfold.status import gather, render
 
@@ -298,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = add("jobs", cmd_jobs, "recent periodic job runs and their success rate over 24 h")
     jobs.add_argument("--job", help="only this job (e.g. reconcile)")
     jobs.add_argument("--limit", type=int, default=20, help="how many recent runs (default 20)")
+    retention = add(
+        "retention",
+        cmd_retention,
+        "make partitions ahead and remove raw rows past RETENTION_DAYS / LEDGER_RETENTION_DAYS"
+        " now, as the daily job does, and print what went",
+    )
+    retention.add_argument(
+        "--dry-run", action="store_true", help="only print what would be made and removed"
+    )
     add(
         "status",
         cmd_status,

@@ -45,6 +45,29 @@ async def run_reconcile(settings: Settings) -> RunResult:
         await engine.dispose()
 
 
+async def run_retention(settings: Settings, dry_run: bool) -> tuple[str, bool]:
+    """One retention run now (or only its plan); the report and whether it failed."""
+    from aggregator.retention import retention_once
+
+    engine = create_engine(settings.database_url or "", pool_size=2)
+    try:
+        result, plan = await retention_once(
+            settings, engine, create_sessionmaker(engine), dry_run=dry_run
+        )
+    finally:
+        await engine.dispose()
+    if result.outcome == "skipped":
+        return "skipped: another retention run is in progress", False
+    if dry_run:
+        lines = plan.lines()
+    else:
+        done = " ".join(f"{k}={v}" for k, v in sorted(result.counts.items()))
+        lines = [f"{result.outcome}: {done or 'nothing to do'}"]
+    if result.error:
+        lines.append(f"error: {result.error}")
+    return "\n".join(lines), result.outcome == "failed"
+
+
 def describe_result(result: RunResult) -> str:
     counts = _counts(result.counts) or "nothing to do"
     if result.outcome == "skipped":

@@ -45,6 +45,31 @@ def ceil_hour(t: datetime) -> datetime:
 class ChatTotals:
     chat_messages: int
     unique_chatters: int
+    # False: a partial-hour edge lay before the retained chat rows, so the window was
+    # answered on the whole hours it touches (``edge_horizon``).
+    exact_edges: bool = True
+
+
+# -- degradation past retention ---------------------------------------------------------
+
+_KEPT_FROM = text("SELECT removed_before FROM retention_marks WHERE table_name = 'chat_messages'")
+
+
+async def chat_rows_kept_from(session: AsyncSession) -> datetime | None:
+    """Since when ``chat_messages`` holds every message (None: nothing was ever removed)."""
+    kept = await session.scalar(_KEPT_FROM)
+    return kept.astimezone(UTC) if kept is not None else None
+
+
+def edge_horizon(since: datetime, until: datetime, kept_from: datetime | None) -> tuple[Span, bool]:
+    """The window chat is read over, and whether its edges are exact: an edge whose
+    partial hour began before ``kept_from`` (its messages were removed by retention)
+    moves out to the whole hour; reads then say so (``chat_exact_edges: false``)."""
+    if kept_from is None:
+        return (since, until), True
+    start = floor_hour(since) if since < kept_from else since
+    end = ceil_hour(until) if floor_hour(until) < kept_from else until
+    return (start, end), (start, end) == (since, until)
 
 
 @dataclass(slots=True)
@@ -216,6 +241,8 @@ _EDGE_MINUTES = text("""
     FROM unnest(CAST(:ws AS int[]), CAST(:froms AS timestamptz[]),
                 CAST(:tos AS timestamptz[])) AS s(w, f, t)
     JOIN chat_messages m ON m.broadcaster_id = :b AND m.sent_at >= s.f AND m.sent_at < s.t
+        AND NOT m.is_copy  -- primaries only; their day prunes the partitions
+        AND m.day BETWEEN (s.f AT TIME ZONE 'UTC')::date AND (s.t AT TIME ZONE 'UTC')::date
     LEFT JOIN chatter_keys k USING (chatter_id)
     GROUP BY s.w, m.chatter_id, k.chatter_key
 """)
@@ -268,9 +295,13 @@ async def edge_minute_chatters(
 async def chat_totals_many(
     session: AsyncSession, broadcaster_id: str, windows: Sequence[Span]
 ) -> list[ChatTotals]:
-    """Messages and distinct chatters of one channel in each ``[since, until)``, exactly,
-    in five round trips whatever the number of windows (and one more per level of sets
-    found stale or missing)."""
+    """Messages and distinct chatters of one channel in each ``[since, until)``, exactly
+    (on whole hours where retention removed an edge's messages), in six round trips
+    whatever the number of windows (and one more per level of sets found stale or
+    missing)."""
+    kept_from = await chat_rows_kept_from(session)
+    horizons = [edge_horizon(s, u, kept_from) if s < u else ((s, u), True) for s, u in windows]
+    windows = [w for w, _ in horizons]
     plans = [_plan(s, u) if s < u else _Plan((s, s), []) for s, u in windows]
     whole = [p.whole for p in plans if p.whole[0] < p.whole[1]]
     if whole:
@@ -289,7 +320,11 @@ async def chat_totals_many(
         e = edges.get(w, Edges())
         union = BitMap.union(e.keys, *(bitmaps[s] for s in p.sets))
         totals.append(
-            ChatTotals(hours.sum_messages(*p.whole) + e.messages, len(union) + len(e.unkeyed))
+            ChatTotals(
+                hours.sum_messages(*p.whole) + e.messages,
+                len(union) + len(e.unkeyed),
+                horizons[w][1],
+            )
         )
     return totals
 

@@ -66,6 +66,9 @@ class Session(msgspec.Struct, frozen=True):
     started_by: Literal["eventsub", "reconcile"]
     ended_by: Literal["eventsub", "reconcile"] | None
     chat_complete: bool
+    # False: retention removed the messages of a partial hour at an edge, so chat
+    # figures count the whole hours the session touches.
+    chat_exact_edges: bool = True
 
 
 # The page is cut first (keyset on (started_at, id), index (broadcaster_id, started_at)),
@@ -151,7 +154,12 @@ async def sessions(
         fields = dict(zip(names, r, strict=True))
         del fields["stop"]
         pages.append(
-            Session(**fields, chat_messages=c.chat_messages, unique_chatters=c.unique_chatters)
+            Session(
+                **fields,
+                chat_messages=c.chat_messages,
+                unique_chatters=c.unique_chatters,
+                chat_exact_edges=c.exact_edges,
+            )
         )
     return pages
 
@@ -262,6 +270,9 @@ class Summary(msgspec.Struct, frozen=True):
     avg_viewers: float | None
     peak_viewers: Count | None
     hours_watched: float | None
+    # False: retention removed the messages of a partial hour at an edge, so chat
+    # figures count the whole hours the window touches.
+    chat_exact_edges: bool = True
 
 
 # Sessions and viewer samples in one round trip; chat totals follow (``chat_totals``).
@@ -306,4 +317,5 @@ async def summary(
         avg_viewers=row.avg,
         peak_viewers=row.peak,
         hours_watched=row.watched,
+        chat_exact_edges=chat.exact_edges,
     )

@@ -107,8 +107,8 @@ async def _fold(database_url: str, batches: list[list[Delivery]]) -> dict[str, A
                 "chatters": await rows(
                     "SELECT hour, chatter_id, messages FROM chatter_hours ORDER BY 1, 2"
                 ),
-                "ledger": await rows("SELECT count(*) FROM folded_messages"),
-                "chat": await rows("SELECT count(*) FROM chat_messages"),
+                "ledger": await rows("SELECT count(DISTINCT message_id) FROM folded_messages"),
+                "chat": await rows("SELECT count(*) FROM chat_messages WHERE NOT is_copy"),
             }
     finally:
         await engine.dispose()

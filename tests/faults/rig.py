@@ -174,9 +174,12 @@ async def folded_ids(sessions: async_sessionmaker[AsyncSession]) -> set[str]:
 
 
 async def chat_counts(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
-    """(chat rows folded, the sum of the hourly chat counts): equal when nothing doubled."""
+    """(chat messages folded, the sum of the hourly chat counts): equal when nothing
+    doubled. Copies near midnight are not messages (``schema/partitions.py``)."""
     async with sessions() as session:
-        rows = int(await session.scalar(text("SELECT count(*) FROM chat_messages")) or 0)
+        rows = int(
+            await session.scalar(text("SELECT count(*) FROM chat_messages WHERE NOT is_copy")) or 0
+        )
         counted = int(
             await session.scalar(text("SELECT sum(chat_messages) FROM channel_hours")) or 0
         )

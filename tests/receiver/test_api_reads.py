@@ -23,6 +23,8 @@ SESSION_FIELDS = [
     "id", "broadcaster_id", "started_at", "ended_at", "duration_seconds", "chat_messages",
     "unique_chatters", "peak_viewers", "avg_viewers", "hours_watched", "title", "game_name",
     "started_by", "ended_by", "chat_complete",
+    # Beyond PRODUCT.md's list: whether retention left the edges exact (README "Data lifecycle").
+    "chat_exact_edges",
 ]  # fmt: skip
 HOUR_FIELDS = [
     "hour", "live_seconds", "chat_messages", "unique_chatters", "avg_viewers", "peak_viewers",
@@ -30,7 +32,7 @@ HOUR_FIELDS = [
 ]  # fmt: skip
 SUMMARY_FIELDS = [
     "hours_streamed", "sessions", "chat_messages", "unique_chatters", "avg_viewers",
-    "peak_viewers", "hours_watched",
+    "peak_viewers", "hours_watched", "chat_exact_edges",
 ]  # fmt: skip
 
 
@@ -82,6 +84,7 @@ async def test_sessions_newest_first_with_exact_chat_and_an_open_session(
         "started_by": "eventsub",
         "ended_by": "eventsub",
         "chat_complete": True,
+        "chat_exact_edges": True,
     }
     assert (s2["id"], s2["duration_seconds"], s2["chat_messages"], s2["unique_chatters"]) == (
         "s2", 1800, 5, 2,
@@ -145,6 +148,7 @@ async def test_summary_counts_distinct_chatters_over_the_window_not_per_hour(
         "avg_viewers": 20.0,
         "peak_viewers": 30,
         "hours_watched": 5.0,
+        "chat_exact_edges": True,
     }
     # 11:55-12:05 cuts both hours: messages 15..24 by a,b,c,a,b then d,b,c,d,b
     edges = await receiver.get(
@@ -321,6 +325,7 @@ async def test_a_since_after_now_without_until_is_an_empty_window_not_an_error(
     assert {k: summary[k] for k in SUMMARY_FIELDS} == {
         "hours_streamed": 0.0, "sessions": 0, "chat_messages": 0, "unique_chatters": 0,
         "avg_viewers": None, "peak_viewers": None, "hours_watched": None,
+        "chat_exact_edges": True,
     }  # fmt: skip
     # Exactly now is empty too; the explicit contradiction stays a 422.
     at_now = {"since": "2024-05-06T10:30:00Z"}

@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from aggregator import store
 from aggregator.chatter_rollup import roll_up
+from aggregator.fold import ChatRow, FoldPlan
 from receiver.reads.chat_totals import chat_totals, chat_totals_many, span_totals
 from schema.db import create_engine, create_sessionmaker
 
@@ -26,21 +28,14 @@ def _at(minute: int, second: int = 0) -> datetime:
     return T0 + timedelta(minutes=minute, seconds=second)
 
 
-async def _fold(session: object, batch: list[tuple[int, int]], tag: str) -> None:
-    await session.execute(  # type: ignore[attr-defined]
-        store._FOLD_CHAT,
-        {
-            "message_ids": [f"{tag}-{i}" for i in range(len(batch))],
-            "broadcaster_ids": ["1"] * len(batch),
-            "chatter_ids": [f"c{c}" for _, c in batch],
-            "sent_ats": [_at(m, i % 60) for i, (m, _) in enumerate(batch)],
-        },
-    )
+async def _fold(session: AsyncSession, batch: list[tuple[int, int]], tag: str) -> None:
+    rows = [ChatRow(f"{tag}-{i}", "1", f"c{c}", _at(m, i % 60)) for i, (m, c) in enumerate(batch)]
+    await store.write_plan(session, FoldPlan(chat=rows), {})
 
 
 _TRUTH = text("""
     SELECT count(*) AS n, count(DISTINCT chatter_id) AS chatters FROM chat_messages
-    WHERE broadcaster_id = '1' AND sent_at >= :since AND sent_at < :until
+    WHERE broadcaster_id = '1' AND sent_at >= :since AND sent_at < :until AND NOT is_copy
 """)
 
 
