@@ -59,7 +59,7 @@ SYLLABLES = [
 ]
 
 _GENERATE = [
-    """TRUNCATE channel_profiles, categories, category_days, viewer_samples""",
+    """TRUNCATE channel_profiles, channel_search, categories, category_days, viewer_samples""",
     """INSERT INTO categories (game_id, name)
        SELECT (10000 + g)::text, 'Game ' || g FROM generate_series(1, :games) AS g""",
     # Channel n: its size (median 40 viewers, log-normal), its main category (skewed:
@@ -141,7 +141,8 @@ async def generate(session: AsyncSession, sizes: dict[str, Any]) -> dict[str, An
     began = time.perf_counter()
     await collector._refresh_recent(session, sizes["now"])
     recent_s = time.perf_counter() - began
-    tables = "channel_profiles, categories, category_days, category_windows, viewer_samples"
+    tables = "channel_profiles, channel_search, categories, category_days, category_windows, "
+    tables += "viewer_samples"
     await session.execute(text(f"ANALYZE {tables}"))
     counts: dict[str, Any] = {"refresh_s": refresh_s, "recent_s": recent_s}
     for table in ("channel_profiles", "category_days", "viewer_samples"):

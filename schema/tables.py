@@ -459,6 +459,41 @@ class ChannelProfile(Base):
     )
 
 
+class ChannelSearch(Base):
+    """What search matches and orders by, one narrow row per profile: written by a
+    trigger on ``channel_profiles`` (migration 0012) only when the login, the display
+    name, being live or the 30-day figure changes, so this heap stays small and dense
+    while the collector rewrites the live profiles every run."""
+
+    __tablename__ = "channel_search"
+
+    broadcaster_id: Mapped[str] = mapped_column(
+        ForeignKey("channel_profiles.broadcaster_id", ondelete="CASCADE", onupdate="CASCADE"),
+        primary_key=True,
+    )
+    login: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(128))
+    live: Mapped[bool]  # the profile's ``live_at IS NOT NULL``
+    recent_viewer_seconds: Mapped[int] = mapped_column(BigInteger)  # the profile's
+
+    __table_args__ = (
+        Index(
+            "ix_channel_search_login_trgm",
+            "login",
+            postgresql_using="gin",
+            postgresql_ops={"login": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
+        ),
+        Index(
+            "ix_channel_search_display_name_trgm",
+            "display_name",
+            postgresql_using="gin",
+            postgresql_ops={"display_name": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
+        ),
+    )
+
+
 class Category(Base):
     """A Twitch category by id, with the newest name a snapshot reported (renames follow)."""
 

@@ -124,3 +124,21 @@ def test_partitioning_a_populated_database_keeps_every_row(database_url: str) ->
     assert in_default[0] == pytest.approx(rows * 100 / 500 * 25 / 24, rel=0.05)
     assert copies is not None  # those of the hour before each midnight
     assert copies[0] == pytest.approx(rows / 24, rel=0.05)
+
+
+def test_search_rows_are_filled_from_existing_profiles(database_url: str) -> None:
+    config = alembic_config(database_url)
+    command.downgrade(config, "0009")
+    with psycopg.connect(_libpq(database_url)) as conn:
+        conn.execute(
+            """INSERT INTO channel_profiles
+                   (broadcaster_id, login, display_name, live_at, recent_viewer_seconds)
+               VALUES ('1', 'one', 'One', now(), 7200), ('2', 'two', 'Two', NULL, 0)"""
+        )
+    command.upgrade(config, "head")
+    with psycopg.connect(_libpq(database_url)) as conn:
+        rows = conn.execute("SELECT * FROM channel_search ORDER BY 1").fetchall()
+        assert rows == [("1", "one", "One", True, 7200), ("2", "two", "Two", False, 0)]
+        conn.execute("UPDATE channel_profiles SET live_at = NULL WHERE broadcaster_id = '1'")
+        live = conn.execute("SELECT live FROM channel_search WHERE broadcaster_id = '1'")
+        assert live.fetchall() == [(False,)]

@@ -1,7 +1,7 @@
 """Read models of the public (discovery) routes: live now, search, history, categories.
 
 Every query is bound to an index: live now reads the partial index of live profiles,
-search the trigram indexes, history the samples' primary key (broadcaster_id,
+search the trigram indexes of its narrow table, history the samples' primary key (broadcaster_id,
 sampled_at), categories the precomputed table of a preset window (``category_windows``,
 refreshed with the rollup) by its rank index, other windows the daily rollup's primary
 key (day first).
@@ -120,23 +120,32 @@ class ChannelMatch:
     hours_watched_30d: float
 
 
-# Candidates come from the trigram indexes (similarity for typos, ILIKE for prefixes);
-# the best 200 by likeness are then ordered live first, then by recent hours watched.
+# Search reads ``channel_search``, the narrow copy of what it matches and orders by
+# (written only when one of those changes, so its heap stays small and dense; migration
+# 0012). Candidates come from its trigram indexes (similarity for typos, ILIKE for
+# prefixes); the best 200 by likeness are ordered live first, then by recent hours
+# watched, and only the page's rows are joined to their profiles for what they show.
 _SEARCH = text(r"""
     WITH candidates AS (
-        SELECT p.*, greatest(similarity(p.login, :q), similarity(p.display_name, :q)) AS score
-        FROM channel_profiles p
-        WHERE p.login % :q OR p.display_name % :q
-           OR p.login ILIKE :prefix ESCAPE '\' OR p.display_name ILIKE :prefix ESCAPE '\'
-        ORDER BY score DESC, p.broadcaster_id
+        SELECT s.broadcaster_id, s.login, s.live, s.recent_viewer_seconds,
+               greatest(similarity(s.login, :q), similarity(s.display_name, :q)) AS score
+        FROM channel_search s
+        WHERE s.login % :q OR s.display_name % :q
+           OR s.login ILIKE :prefix ESCAPE '\' OR s.display_name ILIKE :prefix ESCAPE '\'
+        ORDER BY score DESC, s.broadcaster_id
         LIMIT 200
+    ), page AS (
+        SELECT * FROM candidates c
+        ORDER BY c.live DESC, c.recent_viewer_seconds DESC, c.score DESC, c.login,
+                 c.broadcaster_id
+        LIMIT :limit
     )
-    SELECT c.broadcaster_id, c.login, c.display_name, c.profile_image_url,
-           c.broadcaster_type, c.live_at IS NOT NULL AS live, c.live_viewers AS viewers,
-           c.recent_viewer_seconds / 3600.0 AS hours_watched_30d
-    FROM candidates c
-    ORDER BY live DESC, hours_watched_30d DESC, c.score DESC, c.login, c.broadcaster_id
-    LIMIT :limit
+    SELECT p.broadcaster_id, p.login, p.display_name, p.profile_image_url,
+           p.broadcaster_type, p.live_at IS NOT NULL AS live, p.live_viewers AS viewers,
+           p.recent_viewer_seconds / 3600.0 AS hours_watched_30d
+    FROM page c JOIN channel_profiles p USING (broadcaster_id)
+    ORDER BY c.live DESC, c.recent_viewer_seconds DESC, c.score DESC, c.login,
+             c.broadcaster_id
 """)
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from receiver.reads import discovery
 
-BIG = {"channel_profiles", "viewer_samples", "category_days", "category_windows"}
+BIG = {"channel_profiles", "channel_search", "viewer_samples", "category_days", "category_windows"}
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 SINCE = NOW - timedelta(days=30)
 LIVE = {"limit": 51}
