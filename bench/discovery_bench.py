@@ -19,8 +19,8 @@ each route reads is generated at full size, inside PostgreSQL (``INSERT … SELE
 Why that is representative: live now walks a partial index of live profiles (by
 viewers, or by category or language, then viewers) and reads only those rows, which
 carry their newest snapshot, so it costs the live channels it passes, not the history;
-search reads the trigram indexes of 10,000 profiles and orders at most 200 candidates by
-their precomputed 30-day figure; the category
+search reads the trigram indexes of the 10,000 narrow search rows (``channel_search``)
+and orders at most 200 candidates by their precomputed 30-day figure; the category
 table reads the 30 newest days of the rollup through its primary key (day first), at
 the full year's per-day density. A longer history adds index depth (one level per
 ~100x), not rows read.
