@@ -8,6 +8,7 @@ import random
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -58,6 +59,13 @@ async def rows_of(sessions: async_sessionmaker[AsyncSession], sql: str) -> list[
 async def test_search_answers_what_it_answered_from_the_profiles(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
+    async with sessions() as session:
+        if not await session.scalar(
+            text("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
+        ):
+            # The embedded server: likeness is SQL there (migration 0005), a scan per
+            # search, and these ~600 searches take minutes; the other run compares them.
+            pytest.skip("no pg_trgm on this server: search scans (its SQL fallback, README)")
     rng = random.Random(15)
     logins = [
         "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4)))

@@ -57,7 +57,7 @@ async def _check(
             await s.execute(
                 text(
                     "TRUNCATE chat_messages, chatter_hours, channel_hours, "
-                    "chatter_sets, chatter_keys"
+                    "chatter_sets, chatter_keys, span_chat"
                 )
             )
             await s.execute(
