@@ -170,11 +170,15 @@ _THRESHOLD = text(
 )
 
 
+_SEQSCAN_BACK = text("RESET enable_seqscan")
+
+
 async def search(session: AsyncSession, query: str, *, limit: int) -> list[ChannelMatch]:
     await session.execute(_THRESHOLD)
-    rows = await session.execute(
-        _SEARCH, {"q": query, "prefix": like_prefix(query), "limit": limit}
-    )
+    rows = (
+        await session.execute(_SEARCH, {"q": query, "prefix": like_prefix(query), "limit": limit})
+    ).all()
+    await session.execute(_SEQSCAN_BACK)  # the rest of the transaction plans as usual
     return [
         ChannelMatch(**{**r._mapping, "hours_watched_30d": float(r.hours_watched_30d)})
         for r in rows
