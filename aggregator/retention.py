@@ -1,15 +1,17 @@
-"""Retention: once a day, make tomorrow's partitions and remove what is no longer kept.
+"""Retention: once a day, make the coming partitions and remove what is no longer kept.
 
 Raw rows only: day partitions of ``chat_messages`` older than ``RETENTION_DAYS`` and of
-``folded_messages`` older than ``LEDGER_RETENTION_DAYS`` are dropped whole (their rows
-left in the default partition are deleted), ``job_runs`` older than ``RETENTION_DAYS``,
+``folded_messages`` older than ``LEDGER_RETENTION_DAYS``, and month partitions of
+``viewer_samples`` that ended before the month ``RETENTION_DAYS`` ago began, are dropped
+whole (their rows left in the default partition are deleted), ``job_runs`` older than
+``RETENTION_DAYS``,
 expired or ended login sessions and API tokens revoked ``RETENTION_DAYS`` ago are
 deleted. Aggregates (``channel_hours``, ``chatter_hours``, chatter sets, sessions,
-rollups) are never touched. Every step is its own short transaction: one partition made
-or dropped, or at most ``DELETE_BATCH`` rows deleted, with a lock timeout on the DDL so
-a drop never holds the fold behind it for long. A run is one ``job_runs`` row
+``viewer_hours``, rollups) are never touched. Every step is its own short transaction:
+one partition made or dropped, or at most ``DELETE_BATCH`` rows deleted, with a lock
+timeout on the DDL so a drop never holds the fold behind it for long. A run is one ``job_runs`` row
 (``recorded_run``); what it did not finish before its deadline the next run does.
-``retention_marks`` records from when ``chat_messages`` is complete, for the reads.
+``retention_marks`` records from when each partitioned table is complete, for the reads.
 """
 
 from __future__ import annotations
@@ -29,13 +31,12 @@ from aggregator.metrics import count_retention_removed
 from aggregator.reconcile import RECONCILE_TIMEOUT_SECONDS, RunResult, recorded_run, utcnow
 from schema.logs import get_logger
 from schema.partitions import (
-    DAILY_TABLES,
-    DAYS_AHEAD,
     LIST_PARTITIONS,
+    PARTITIONED_TABLES,
+    SCHEMES,
     PartitionStep,
     create_partition,
     day_of_name,
-    days_between,
     default_name,
     drop_partition,
     partition_name,
@@ -63,13 +64,16 @@ class Removal:
     table: str
     rows: int
     partition: str | None = None
-    day: date | None = None
+    day: date | None = None  # the first day of the partition's period
 
 
 @dataclass(slots=True)
 class RetentionPlan:
     now: datetime
-    cutoffs: dict[str, date]  # day partitions before this day go, per daily table
+    # Per partitioned table, the first day kept: partitions of periods before it go, and
+    # so do the default partition's rows before it. It begins a period, so the table
+    # holds every row from then on (``retention_marks``).
+    cutoffs: dict[str, date]
     create: list[PartitionStep] = field(default_factory=list)
     removals: list[Removal] = field(default_factory=list)
 
@@ -86,10 +90,12 @@ class RetentionPlan:
 
 def cutoffs(settings: Settings, now: datetime) -> dict[str, date]:
     today = now.astimezone(UTC).date()
-    return {
-        "chat_messages": today - timedelta(days=settings.retention_days),
-        "folded_messages": today - timedelta(days=settings.ledger_retention_days),
+    days = {
+        "chat_messages": settings.retention_days,
+        "folded_messages": settings.ledger_retention_days,
+        "viewer_samples": settings.retention_days,
     }
+    return {t: SCHEMES[t].start(today - timedelta(days=days[t])) for t in PARTITIONED_TABLES}
 
 
 def _expired(settings: Settings, now: datetime) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -111,13 +117,13 @@ async def plan(session: AsyncSession, settings: Settings, now: datetime) -> Rete
     """What a run would do now: the partitions to make, the rows to remove."""
     result = RetentionPlan(now, cutoffs(settings, now))
     today = now.astimezone(UTC).date()
-    for table in DAILY_TABLES:
-        existing = await _partitions(session, table)
+    for table in PARTITIONED_TABLES:
+        scheme, existing = SCHEMES[table], await _partitions(session, table)
         cutoff = result.cutoffs[table]
-        # The last week too: a day whose partition was missing has its rows in the
+        # The recent past too: a period whose partition was missing has its rows in the
         # default partition, and making the partition moves them.
-        first = max(today - timedelta(days=DAYS_AHEAD), cutoff)
-        for day in days_between(first, today + timedelta(days=DAYS_AHEAD)):
+        first = max(today - scheme.around, cutoff)
+        for day in scheme.periods(first, today + scheme.around):
             if day not in existing:
                 result.create.append(create_partition(table, day))
         for day, name in sorted(existing.items()):
@@ -126,8 +132,8 @@ async def plan(session: AsyncSession, settings: Settings, now: datetime) -> Rete
                 result.removals.append(Removal(table, int(rows or 0), name, day))
         default = default_name(table)
         old = await session.scalar(
-            text(f"SELECT count(*) FROM {default} WHERE day < :cutoff"),  # noqa: S608
-            {"cutoff": cutoff},
+            text(f"SELECT count(*) FROM {default} WHERE {scheme.column} < :cutoff"),  # noqa: S608
+            {"cutoff": scheme.key(cutoff)},
         )
         if old:
             result.removals.append(Removal(default, int(old)))
@@ -188,6 +194,11 @@ async def _delete(
             return removed
 
 
+def _tally(counts: dict[str, int], key: str, n: int) -> None:
+    if n:
+        counts[key] = counts.get(key, 0) + n
+
+
 async def apply(
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
@@ -197,28 +208,29 @@ async def apply(
     """Carry ``todo`` out step by step; ``counts`` tallies what was done, as it goes."""
     for step in todo.create:
         if await _ddl(sessions, step.statements):
-            counts["partitions_created"] = counts.get("partitions_created", 0) + 1
+            _tally(counts, "partitions_created", 1)
     for removal in todo.removals:
         if removal.partition is None or removal.day is None:
             continue
         if await _ddl(sessions, drop_partition(removal.table, removal.day).statements):
-            counts["partitions_dropped"] = counts.get("partitions_dropped", 0) + 1
-            counts[removal.table] = counts.get(removal.table, 0) + removal.rows
+            _tally(counts, "partitions_dropped", 1)
+            _tally(counts, removal.table, removal.rows)
             count_retention_removed(removal.table, removal.rows)
         else:
-            counts["drops_postponed"] = counts.get("drops_postponed", 0) + 1
-    for table in DAILY_TABLES:
+            _tally(counts, "drops_postponed", 1)
+    for table in PARTITIONED_TABLES:
+        scheme = SCHEMES[table]
         removed = await _delete(
-            sessions, default_name(table), "t.day < :cutoff", {"cutoff": todo.cutoffs[table]}
+            sessions,
+            default_name(table),
+            f"t.{scheme.column} < :cutoff",
+            {"cutoff": scheme.key(todo.cutoffs[table])},
         )
-        if removed:
-            counts[table] = counts.get(table, 0) + removed
+        _tally(counts, table, removed)
     for table, (where, params) in _expired(settings, todo.now).items():
-        removed = await _delete(sessions, table, where, params)
-        if removed:
-            counts[table] = counts.get(table, 0) + removed
+        _tally(counts, table, await _delete(sessions, table, where, params))
     async with sessions.begin() as session:
-        for table in DAILY_TABLES:
+        for table in PARTITIONED_TABLES:
             before = datetime.combine(todo.cutoffs[table], time(), tzinfo=UTC)
             await session.execute(_MARK, {"table": table, "before": before})
 

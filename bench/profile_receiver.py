@@ -53,9 +53,7 @@ def summarise_profile(collapsed: str, *, top: int = 15, depth: int = 7) -> str:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [
-            _frame(f) for f in stack.split(";") if not f.startswith(_NOISE) and "(" in f
-        ]
+        frames = [_frame(f) for f in stack.split(";") if not f.startswith(_NOISE) and "(" in f]
         if not frames:
             continue
         total += count

@@ -25,7 +25,7 @@ from aggregator.chatter_rollup import roll_up
 from bench.services import Environment
 from bench.stats import Row, percentile
 from receiver.reads import queries
-from receiver.reads.chat_totals import floor_hour
+from receiver.reads.windows import floor_hour
 from schema.db import create_engine, create_sessionmaker
 
 FIRST_ID = 100_000

@@ -1,10 +1,16 @@
-"""Daily partitions of the raw per-message tables, and the copies that keep dedupe exact.
+"""Time partitions of the raw tables, and the copies that keep dedupe exact.
 
-``chat_messages`` and ``folded_messages`` are partitioned by ``RANGE (day)``, the UTC day
-of the message's time, one partition per day plus a ``DEFAULT`` partition that takes any
-row whose day has no partition yet (an old import, a test's fixed date, a retention job
-that did not run for a week): a row is never refused for want of a partition. Creating a
-day's partition moves that day's rows out of the default partition first.
+Each partitioned table (``SCHEMES``) is split by ``RANGE`` over one time column, one
+partition per period (a UTC day for the per-message tables, a calendar month for the
+viewer snapshots), plus a ``DEFAULT`` partition that takes any row whose period has no
+partition yet (an old import, a test's fixed date, a retention job that did not run for
+a while): a row is never refused for want of a partition. Creating a period's partition
+moves that period's rows out of the default partition first.
+
+``chat_messages`` and ``folded_messages`` are partitioned by ``day``, the UTC day of the
+message's time; ``viewer_samples`` by ``sampled_at``, monthly (a poll every five minutes
+is a few thousand rows a channel a month, and its hourly rollup ``viewer_hours`` is what
+the reads use once the samples are gone).
 
 Dedupe across partitions: a partitioned table's unique key must contain the partition
 key, so ``(message_id, day)`` is unique, not ``message_id``. A message whose time ``t``
@@ -20,21 +26,87 @@ more rows (about 4 % for an hour).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 DAY = timedelta(days=1)
-# The tables partitioned by day, and the partitions made ahead of today (the retention
-# job runs daily; a week of missed runs still finds its partitions, and after that rows
-# wait in the default partition, not refused).
-DAILY_TABLES = ("chat_messages", "folded_messages")
-DAYS_AHEAD = 7
 # DEDUPE_HORIZON_SECONDS' default: ids of one message stamped less than this apart are
 # recognised as one.
 HORIZON = timedelta(hours=1)
 
 
+@dataclass(frozen=True, slots=True)
+class Scheme:
+    """How one table is partitioned: by which column, per day or per month, and how far
+    around today partitions are kept made (the retention job runs daily; a missed week
+    still finds its partitions, and after that rows wait in the default partition)."""
+
+    table: str
+    column: str
+    monthly: bool
+    around: timedelta
+    timestamped: bool  # the column is a timestamptz (else a date)
+
+    def start(self, d: date) -> date:
+        """The first day of the period ``d`` lies in."""
+        return d.replace(day=1) if self.monthly else d
+
+    def after(self, d: date) -> date:
+        """The first day of the next period."""
+        start = self.start(d)
+        if not self.monthly:
+            return start + DAY
+        if start.month == 12:
+            return start.replace(year=start.year + 1, month=1)
+        return start.replace(month=start.month + 1)
+
+    def periods(self, first: date, last: date) -> list[date]:
+        """The starts of every period from the one holding ``first`` to the one holding
+        ``last``, both included."""
+        out, d = [], self.start(first)
+        while d <= last:
+            out.append(d)
+            d = self.after(d)
+        return out
+
+    def key(self, d: date) -> date | datetime:
+        """Midnight UTC of ``d`` in the column's own type, for comparisons."""
+        return datetime.combine(d, time(), tzinfo=UTC) if self.timestamped else d
+
+    def literal(self, d: date) -> str:
+        """``d`` as an SQL literal of the column's type (never the session's time zone)."""
+        return f"'{d.isoformat()}T00:00:00+00:00'" if self.timestamped else f"'{d.isoformat()}'"
+
+    def name(self, d: date) -> str:
+        fmt = "%Y%m" if self.monthly else "%Y%m%d"
+        return f"{self.table}_p{self.start(d):{fmt}}"
+
+    def start_of_name(self, name: str) -> date | None:
+        """The period a partition holds, from its name (None: not one of its periods)."""
+        prefix, fmt = f"{self.table}_p", ("%Y%m" if self.monthly else "%Y%m%d")
+        if not name.startswith(prefix) or len(name) != len(prefix) + (6 if self.monthly else 8):
+            return None
+        try:
+            return datetime.strptime(name[len(prefix) :], fmt).replace(tzinfo=UTC).date()
+        except ValueError:
+            return None
+
+
+SCHEMES = {
+    s.table: s
+    for s in (
+        Scheme("chat_messages", "day", monthly=False, around=7 * DAY, timestamped=False),
+        Scheme("folded_messages", "day", monthly=False, around=7 * DAY, timestamped=False),
+        Scheme("viewer_samples", "sampled_at", monthly=True, around=62 * DAY, timestamped=True),
+    )
+}
+PARTITIONED_TABLES = tuple(SCHEMES)
+DAILY_TABLES = tuple(t for t, s in SCHEMES.items() if not s.monthly)
+DAYS_AHEAD = 7
+
+
 def partition_name(table: str, day: date) -> str:
-    return f"{table}_p{day:%Y%m%d}"
+    """The partition of ``table`` that holds ``day``."""
+    return SCHEMES[table].name(day)
 
 
 def default_name(table: str) -> str:
@@ -46,14 +118,8 @@ def utc_day(t: datetime) -> date:
 
 
 def day_of_name(table: str, name: str) -> date | None:
-    """The day a partition of ``table`` holds, from its name (None: not a day partition)."""
-    prefix = f"{table}_p"
-    if not name.startswith(prefix) or len(name) != len(prefix) + 8:
-        return None
-    try:
-        return datetime.strptime(name[len(prefix) :], "%Y%m%d").replace(tzinfo=UTC).date()
-    except ValueError:
-        return None
+    """The first day a partition of ``table`` holds, from its name (None: not one)."""
+    return SCHEMES[table].start_of_name(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,37 +127,36 @@ class PartitionStep:
     """One DDL step, as statements run in one transaction."""
 
     table: str
-    day: date
+    day: date  # the first day of the period
     statements: tuple[str, ...]
 
 
 def create_partition(table: str, day: date) -> PartitionStep:
-    """Make ``day``'s partition of ``table``, taking its rows out of the default
-    partition: a plain ``CREATE ... PARTITION OF`` fails if the default holds any."""
-    name, default = partition_name(table, day), default_name(table)
-    lo, hi = day.isoformat(), (day + DAY).isoformat()
+    """Make the partition of ``table`` holding ``day``, taking its rows out of the
+    default partition: a plain ``CREATE ... PARTITION OF`` fails if the default holds any."""
+    scheme = SCHEMES[table]
+    start = scheme.start(day)
+    name, default = scheme.name(start), default_name(table)
+    lo, hi = scheme.literal(start), scheme.literal(scheme.after(start))
     return PartitionStep(
         table,
-        day,
+        start,
         (
-            # First, so no fold adds a row of that day to the default partition between
-            # the move and the attach (which would then fail).
+            # First, so no writer adds a row of that period to the default partition
+            # between the move and the attach (which would then fail).
             f"LOCK TABLE {default} IN ACCESS EXCLUSIVE MODE",
             f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
-            f"WITH moved AS (DELETE FROM {default} WHERE day >= '{lo}' AND day < '{hi}'"  # noqa: S608 - our names
+            f"WITH moved AS (DELETE FROM {default}"  # noqa: S608 - our names
+            f" WHERE {scheme.column} >= {lo} AND {scheme.column} < {hi}"
             f" RETURNING *) INSERT INTO {name} SELECT * FROM moved",
-            f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ('{lo}') TO ('{hi}')",
+            f"ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES FROM ({lo}) TO ({hi})",
         ),
     )
 
 
 def drop_partition(table: str, day: date) -> PartitionStep:
-    return PartitionStep(table, day, (f"DROP TABLE {partition_name(table, day)}",))
-
-
-def days_between(first: date, last: date) -> list[date]:
-    """Every day from ``first`` to ``last``, both included."""
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    start = SCHEMES[table].start(day)
+    return PartitionStep(table, start, (f"DROP TABLE {partition_name(table, start)}",))
 
 
 LIST_PARTITIONS = """
@@ -102,6 +167,6 @@ LIST_PARTITIONS = """
 
 
 def is_partition(name: str) -> bool:
-    """A partition of a daily table, by name: autogenerate and the model check skip them
-    (the models describe the partitioned tables; partitions come and go by day)."""
-    return any(name == default_name(t) or day_of_name(t, name) is not None for t in DAILY_TABLES)
+    """A partition of a partitioned table, by name: autogenerate and the model check skip
+    them (the models describe the partitioned tables; partitions come and go)."""
+    return any(name == default_name(t) or day_of_name(t, name) is not None for t in SCHEMES)

@@ -353,7 +353,11 @@ class ChatGap(Base):
 
 
 class ViewerSample(Base):
-    """One Helix Get Streams sample of a live channel (reconciliation)."""
+    """One Helix Get Streams sample of a live channel (reconciliation and the collector).
+
+    Partitioned by month of ``sampled_at`` (``schema/partitions.py``) and kept
+    ``RETENTION_DAYS``; a statement trigger adds every inserted sample to ``viewer_hours``
+    (migration 0013), which the viewer figures are read from."""
 
     __tablename__ = "viewer_samples"
 
@@ -373,7 +377,29 @@ class ViewerSample(Base):
     # BRIN: samples arrive in time order; a B-tree on time alone misled the live-now join.
     __table_args__ = (
         Index("ix_viewer_samples_sampled_at_brin", "sampled_at", postgresql_using="brin"),
+        {"postgresql_partition_by": "RANGE (sampled_at)"},
     )
+
+
+class ViewerHour(Base):
+    """The samples of one channel, UTC hour and stream, rolled up: kept forever, so viewer
+    figures outlive the samples. Written only by the trigger on ``viewer_samples``; the
+    title and category are the hour's last sample's."""
+
+    __tablename__ = "viewer_hours"
+
+    broadcaster_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    stream_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    samples: Mapped[int] = mapped_column(Integer)
+    viewer_sum: Mapped[int] = mapped_column(BigInteger)
+    peak_viewers: Mapped[int] = mapped_column(Integer)
+    viewer_seconds: Mapped[int] = mapped_column(BigInteger)  # sum of count × interval
+    first_sampled_at: Mapped[datetime]
+    last_sampled_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    title: Mapped[str | None] = mapped_column(Text)
+    game_name: Mapped[str | None] = mapped_column(Text)
 
 
 # -- discovery ----------------------------------------------------------------------------

@@ -25,20 +25,15 @@ from pyroaring import BitMap
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from receiver.reads.windows import (
+    Span,
+    edge_horizon,
+    floor_hour,
+    kept_from,
+    split,
+)
 from schema import chatter_sets
 from schema.chatter_sets import LEVELS
-
-HOUR = timedelta(hours=1)
-Span = tuple[datetime, datetime]
-
-
-def floor_hour(t: datetime) -> datetime:
-    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def ceil_hour(t: datetime) -> datetime:
-    floored = floor_hour(t)
-    return floored if floored == t else floored + HOUR
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,28 +43,6 @@ class ChatTotals:
     # False: a partial-hour edge lay before the retained chat rows, so the window was
     # answered on the whole hours it touches (``edge_horizon``).
     exact_edges: bool = True
-
-
-# -- degradation past retention ---------------------------------------------------------
-
-_KEPT_FROM = text("SELECT removed_before FROM retention_marks WHERE table_name = 'chat_messages'")
-
-
-async def chat_rows_kept_from(session: AsyncSession) -> datetime | None:
-    """Since when ``chat_messages`` holds every message (None: nothing was ever removed)."""
-    kept = await session.scalar(_KEPT_FROM)
-    return kept.astimezone(UTC) if kept is not None else None
-
-
-def edge_horizon(since: datetime, until: datetime, kept_from: datetime | None) -> tuple[Span, bool]:
-    """The window chat is read over, and whether its edges are exact: an edge whose
-    partial hour began before ``kept_from`` (its messages were removed by retention)
-    moves out to the whole hour; reads then say so (``chat_exact_edges: false``)."""
-    if kept_from is None:
-        return (since, until), True
-    start = floor_hour(since) if since < kept_from else since
-    end = ceil_hour(until) if floor_hour(until) < kept_from else until
-    return (start, end), (start, end) == (since, until)
 
 
 @dataclass(slots=True)
@@ -83,11 +56,8 @@ class _Plan:
 
 
 def _plan(since: datetime, until: datetime) -> _Plan:
-    full_from, full_to = ceil_hour(since), floor_hour(until)
-    if full_from >= full_to:  # no whole hour inside: read the messages themselves
-        return _Plan((since, since), [(since, until)])
-    edges = [(since, full_from), (full_to, until)]
-    return _Plan((full_from, full_to), [(a, b) for a, b in edges if a < b])
+    whole, edges = split(since, until)
+    return _Plan(whole, edges)
 
 
 def _epoch(t: datetime) -> int:
@@ -299,8 +269,8 @@ async def chat_totals_many(
     (on whole hours where retention removed an edge's messages), in six round trips
     whatever the number of windows (and one more per level of sets found stale or
     missing)."""
-    kept_from = await chat_rows_kept_from(session)
-    horizons = [edge_horizon(s, u, kept_from) if s < u else ((s, u), True) for s, u in windows]
+    kept = await kept_from(session, "chat_messages")
+    horizons = [edge_horizon(s, u, kept) if s < u else ((s, u), True) for s, u in windows]
     windows = [w for w, _ in horizons]
     plans = [_plan(s, u) if s < u else _Plan((s, s), []) for s, u in windows]
     whole = [p.whole for p in plans if p.whole[0] < p.whole[1]]

@@ -15,6 +15,8 @@ from datetime import datetime
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from receiver.reads.audience import FIGURES, LATEST, VIEWER_ROWS, viewer_window
+
 
 @dataclass(frozen=True, slots=True)
 class LiveRow:
@@ -226,22 +228,17 @@ class SeenStream:
     game_name: str | None
 
 
-_SEEN = text("""
-    SELECT v.stream_id AS id, coalesce(min(v.started_at), min(v.sampled_at)) AS started_at,
-           max(v.sampled_at) AS last_seen_at, max(v.viewer_count) AS peak_viewers,
-           avg(v.viewer_count)::float AS avg_viewers,
-           (sum(v.viewer_count::bigint * v.interval_seconds) / 3600.0)::float AS hours_watched,
-           (array_agg(v.title ORDER BY v.sampled_at DESC))[1] AS title,
-           (array_agg(v.game_name ORDER BY v.sampled_at DESC))[1] AS game_name
-    FROM viewer_samples v
-    WHERE v.broadcaster_id = :b AND v.sampled_at >= :since AND v.sampled_at < :until
-    GROUP BY v.stream_id
+_SEEN = text(f"""
+    SELECT r.stream_id AS id, coalesce(min(r.started_at), min(r.first_sampled_at)) AS started_at,
+           max(r.last_sampled_at) AS last_seen_at, {FIGURES}, {LATEST}
+    FROM ({VIEWER_ROWS}) AS r
+    GROUP BY r.stream_id
     HAVING CAST(:before_at AS timestamptz) IS NULL
-        OR (coalesce(min(v.started_at), min(v.sampled_at)), v.stream_id)
+        OR (coalesce(min(r.started_at), min(r.first_sampled_at)), r.stream_id)
            < (CAST(:before_at AS timestamptz), CAST(:before_id AS text))
     ORDER BY started_at DESC, id DESC
     LIMIT :limit
-""")
+""")  # noqa: S608 - the fragments are audience.py's constants
 
 
 async def seen_streams(
@@ -255,12 +252,12 @@ async def seen_streams(
 ) -> list[SeenStream]:
     if until <= since:
         return []
+    viewers = await viewer_window(session, since, until)
     rows = await session.execute(
         _SEEN,
         {
+            **viewers.params,
             "b": broadcaster_id,
-            "since": since,
-            "until": until,
             "limit": limit,
             "before_at": before[0] if before else None,
             "before_id": before[1] if before else None,

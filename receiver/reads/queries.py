@@ -19,15 +19,10 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from receiver.reads.chat_totals import (
-    HOUR,
-    ChatTotals,
-    ceil_hour,
-    chat_totals,
-    floor_hour,
-    span_totals,
-)
+from receiver.reads.audience import FIGURES, LATEST, VIEWER_ROWS, viewer_window
+from receiver.reads.chat_totals import ChatTotals, chat_totals, span_totals
 from receiver.reads.fields import Count, Id, Instant
+from receiver.reads.windows import HOUR, ceil_hour, floor_hour
 
 __all__ = ["HOUR", "ChatTotals", "ceil_hour", "chat_totals", "floor_hour"]
 
@@ -72,11 +67,12 @@ class Session(msgspec.Struct, frozen=True):
 
 
 # The page is cut first (keyset on (started_at, id), index (broadcaster_id, started_at)),
-# then each session's viewer samples are read beside it; the page's exact chat totals
-# follow in one batch (``chat_totals_many``). Samples are bounded in time so the
-# primary key (broadcaster_id, sampled_at) finds them; the hour of slack after the end keeps
-# the samples Helix still reports for a stream shortly after it went offline.
-_SESSIONS = text("""
+# then each session's viewer figures are read beside it from its stream's ``viewer_hours``
+# (kept forever, so old sessions keep them); the page's exact chat totals follow in one
+# batch (``chat_totals_many``). The hours are bounded in time so the primary key
+# (broadcaster_id, hour, stream_id) finds them; the hour of slack after the end keeps the
+# samples Helix still reports for a stream shortly after it went offline.
+_SESSIONS = text(f"""
     WITH page AS MATERIALIZED (
         SELECT s.id, s.broadcaster_id, s.started_at, s.ended_at, s.started_by, s.ended_by,
                s.title, s.game_name,
@@ -97,7 +93,7 @@ _SESSIONS = text("""
                               - date_trunc('second', sp.started_at, 'UTC'))::bigint
                AS duration_seconds,
            coalesce(sp.title, v.title) AS title, coalesce(sp.game_name, v.game_name) AS game_name,
-           v.peak AS peak_viewers, v.avg AS avg_viewers, v.watched AS hours_watched,
+           v.peak_viewers, v.avg_viewers, v.hours_watched,
            sp.stop,
            NOT EXISTS (
                SELECT 1 FROM chat_gaps g
@@ -107,16 +103,14 @@ _SESSIONS = text("""
            ) AS chat_complete
     FROM page sp
     LEFT JOIN LATERAL (
-        SELECT max(viewer_count) AS peak, avg(viewer_count)::float AS avg,
-               (sum(viewer_count::bigint * interval_seconds) / 3600.0)::float AS watched,
-               (array_agg(title ORDER BY sampled_at DESC))[1] AS title,
-               (array_agg(game_name ORDER BY sampled_at DESC))[1] AS game_name
-        FROM viewer_samples
-        WHERE broadcaster_id = sp.broadcaster_id AND stream_id = sp.id
-          AND sampled_at >= sp.started_at AND sampled_at < sp.stop + interval '1 hour'
+        SELECT {FIGURES}, {LATEST}
+        FROM viewer_hours r
+        WHERE r.broadcaster_id = sp.broadcaster_id AND r.stream_id = sp.id
+          AND r.hour >= date_trunc('hour', sp.started_at, 'UTC')
+          AND r.hour < sp.stop + interval '1 hour'
     ) v ON true
     ORDER BY sp.started_at DESC, sp.id DESC
-""")
+""")  # noqa: S608 - the fragments are audience.py's constants
 
 
 async def sessions(
@@ -180,7 +174,7 @@ class HourRow(msgspec.Struct, frozen=True):
     chat_complete: bool
 
 
-_HOURLY = text("""
+_HOURLY = text(f"""
     WITH spans AS (
         SELECT date_trunc('second', s.started_at, 'UTC') AS start_s,
                date_trunc('second', coalesce(s.ended_at, :now), 'UTC') AS stop_s
@@ -206,11 +200,9 @@ _HOURLY = text("""
         SELECT hour, chat_messages, unique_chatters FROM channel_hours
         WHERE broadcaster_id = :b AND hour >= :from_hour AND hour < :until
     ), samples AS (
-        SELECT date_trunc('hour', sampled_at, 'UTC') AS hour, avg(viewer_count)::float AS avg,
-               max(viewer_count) AS peak,
-               (sum(viewer_count::bigint * interval_seconds) / 3600.0)::float AS watched
-        FROM viewer_samples
-        WHERE broadcaster_id = :b AND sampled_at >= :from_hour AND sampled_at < :to_hour
+        SELECT r.hour, {FIGURES}
+        FROM viewer_hours r
+        WHERE r.broadcaster_id = :b AND r.hour >= :from_hour AND r.hour < :to_hour
         GROUP BY 1
     ), hours AS (
         SELECT hour FROM live UNION SELECT hour FROM chat UNION SELECT hour FROM samples
@@ -218,8 +210,7 @@ _HOURLY = text("""
     SELECT hours.hour, coalesce(live.live_seconds, 0)::bigint AS live_seconds,
            coalesce(chat.chat_messages, 0) AS chat_messages,
            coalesce(chat.unique_chatters, 0) AS unique_chatters,
-           samples.avg AS avg_viewers, samples.peak AS peak_viewers,
-           samples.watched AS hours_watched,
+           samples.avg_viewers, samples.peak_viewers, samples.hours_watched,
            NOT EXISTS (
                SELECT 1 FROM chat_gaps g
                WHERE (g.broadcaster_id = :b OR g.broadcaster_id IS NULL)
@@ -229,7 +220,7 @@ _HOURLY = text("""
     FROM hours
     LEFT JOIN live USING (hour) LEFT JOIN chat USING (hour) LEFT JOIN samples USING (hour)
     ORDER BY hours.hour
-""")
+""")  # noqa: S608 - the fragments are audience.py's constants
 
 
 async def hourly(
@@ -273,11 +264,14 @@ class Summary(msgspec.Struct, frozen=True):
     # False: retention removed the messages of a partial hour at an edge, so chat
     # figures count the whole hours the window touches.
     chat_exact_edges: bool = True
+    # The same for the viewer samples and the viewer figures.
+    viewer_exact_edges: bool = True
 
 
-# Sessions and viewer samples in one round trip; chat totals follow (``chat_totals``).
-_SUMMARY = text("""
-    SELECT live.sessions, live.live_seconds, viewers.avg, viewers.peak, viewers.watched
+# Sessions and viewer figures (``receiver/reads/audience.py``) in one round trip; chat
+# totals follow (``chat_totals``).
+_SUMMARY = text(f"""
+    SELECT live.sessions, live.live_seconds, viewers.*
     FROM (
         SELECT count(*) AS sessions,
                coalesce(sum(greatest(0, extract(epoch FROM
@@ -289,13 +283,8 @@ _SUMMARY = text("""
           AND started_at >= coalesce((SELECT max(p.started_at) FROM stream_sessions p
                              WHERE p.broadcaster_id = :b AND p.started_at < :since), :since)
           AND coalesce(ended_at, :now) > :since
-    ) AS live, (
-        SELECT avg(viewer_count)::float AS avg, max(viewer_count) AS peak,
-               (sum(viewer_count::bigint * interval_seconds) / 3600.0)::float AS watched
-        FROM viewer_samples
-        WHERE broadcaster_id = :b AND sampled_at >= :since AND sampled_at < :until
-    ) AS viewers
-""")
+    ) AS live, (SELECT {FIGURES} FROM ({VIEWER_ROWS}) AS r) AS viewers
+""")  # noqa: S608 - the fragments are audience.py's constants
 
 
 async def summary(
@@ -303,7 +292,8 @@ async def summary(
 ) -> Summary:
     if until <= since:  # an empty window: nothing streamed, nothing sampled
         return Summary(broadcaster_id, since, until, 0.0, 0, 0, 0, None, None, None)
-    params = {"b": broadcaster_id, "since": since, "until": until, "now": now}
+    viewers = await viewer_window(session, since, until)
+    params = {"b": broadcaster_id, "since": since, "until": until, "now": now, **viewers.params}
     row = (await session.execute(_SUMMARY, params)).one()
     chat = await chat_totals(session, broadcaster_id, since, min(until, now))
     return Summary(
@@ -314,8 +304,9 @@ async def summary(
         sessions=int(row.sessions),
         chat_messages=chat.chat_messages,
         unique_chatters=chat.unique_chatters,
-        avg_viewers=row.avg,
-        peak_viewers=row.peak,
-        hours_watched=row.watched,
+        avg_viewers=row.avg_viewers,
+        peak_viewers=row.peak_viewers,
+        hours_watched=row.hours_watched,
         chat_exact_edges=chat.exact_edges,
+        viewer_exact_edges=viewers.exact_edges,
     )

@@ -32,7 +32,7 @@ HOUR_FIELDS = [
 ]  # fmt: skip
 SUMMARY_FIELDS = [
     "hours_streamed", "sessions", "chat_messages", "unique_chatters", "avg_viewers",
-    "peak_viewers", "hours_watched", "chat_exact_edges",
+    "peak_viewers", "hours_watched", "chat_exact_edges", "viewer_exact_edges",
 ]  # fmt: skip
 
 
@@ -149,6 +149,7 @@ async def test_summary_counts_distinct_chatters_over_the_window_not_per_hour(
         "peak_viewers": 30,
         "hours_watched": 5.0,
         "chat_exact_edges": True,
+        "viewer_exact_edges": True,
     }
     # 11:55-12:05 cuts both hours: messages 15..24 by a,b,c,a,b then d,b,c,d,b
     edges = await receiver.get(
@@ -325,7 +326,7 @@ async def test_a_since_after_now_without_until_is_an_empty_window_not_an_error(
     assert {k: summary[k] for k in SUMMARY_FIELDS} == {
         "hours_streamed": 0.0, "sessions": 0, "chat_messages": 0, "unique_chatters": 0,
         "avg_viewers": None, "peak_viewers": None, "hours_watched": None,
-        "chat_exact_edges": True,
+        "chat_exact_edges": True, "viewer_exact_edges": True,
     }  # fmt: skip
     # Exactly now is empty too; the explicit contradiction stays a 422.
     at_now = {"since": "2024-05-06T10:30:00Z"}
