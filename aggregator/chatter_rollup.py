@@ -87,9 +87,10 @@ _TOUCHED = chatter_sets.touched_messages("s.broadcaster_id", "s.started_at", "s.
 # Sessions that ended in (ended_after, until] whose totals are missing or stale. The stamp
 # is read before the totals are counted (next statement), so a message folded in between
 # is counted but makes the stamp older than the hours: the row reads as stale, never as
-# current without it.
+# current without it. Totals are per span, not per session: two sessions of one channel
+# with the same start and end (not one Twitch makes, but nothing refuses it) share a row.
 _SPANS_TODO = text(f"""
-    SELECT s.broadcaster_id, s.started_at, s.ended_at, {_TOUCHED} AS hour_messages
+    SELECT DISTINCT s.broadcaster_id, s.started_at, s.ended_at, {_TOUCHED} AS hour_messages
     FROM stream_sessions s
     LEFT JOIN span_chat t USING (broadcaster_id, started_at, ended_at)
     WHERE s.ended_at > :ended_after AND s.ended_at <= :until AND s.ended_at > s.started_at

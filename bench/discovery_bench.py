@@ -59,7 +59,8 @@ SYLLABLES = [
 ]
 
 _GENERATE = [
-    """TRUNCATE channel_profiles, channel_search, categories, category_days, viewer_samples""",
+    """TRUNCATE channel_profiles, channel_search, categories, category_days, viewer_samples,
+                viewer_hours""",
     """INSERT INTO categories (game_id, name)
        SELECT (10000 + g)::text, 'Game ' || g FROM generate_series(1, :games) AS g""",
     # Channel n: its size (median 40 viewers, log-normal), its main category (skewed:

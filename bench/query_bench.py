@@ -31,7 +31,7 @@ from schema.db import create_engine, create_sessionmaker
 FIRST_ID = 100_000
 _GENERATE = [
     """TRUNCATE chat_messages, chatter_hours, channel_hours, folded_messages,
-                stream_sessions, viewer_samples, chatter_sets, chatter_keys""",
+                stream_sessions, viewer_samples, viewer_hours, chatter_sets, chatter_keys""",
     """CREATE TEMP TABLE sizes AS
        SELECT (:first + i)::text AS b, :first + i AS n,
               CASE WHEN i < :big THEN :big_size

@@ -166,7 +166,15 @@ LIST_PARTITIONS = """
 """
 
 
+def parent_of(name: str) -> str | None:
+    """The partitioned table ``name`` is a partition of, by name (None: not a partition)."""
+    for t in SCHEMES:
+        if name == default_name(t) or day_of_name(t, name) is not None:
+            return t
+    return None
+
+
 def is_partition(name: str) -> bool:
     """A partition of a partitioned table, by name: autogenerate and the model check skip
     them (the models describe the partitioned tables; partitions come and go)."""
-    return any(name == default_name(t) or day_of_name(t, name) is not None for t in SCHEMES)
+    return parent_of(name) is not None

@@ -187,10 +187,14 @@ async def dead_letter_check(session: AsyncSession) -> Check:
 async def size_check(session: AsyncSession) -> Check:
     size = int(await session.scalar(text("SELECT pg_database_size(current_database())")) or 0)
     rows = await session.execute(
-        text("""SELECT c.relname AS name, pg_total_relation_size(c.oid) AS bytes
+        # A partitioned table counts as the sum of its partitions.
+        text("""SELECT coalesce(p.relname, c.relname) AS name,
+                       sum(pg_total_relation_size(c.oid)) AS bytes
                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema()
-                ORDER BY 2 DESC LIMIT :n"""),
+                LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+                LEFT JOIN pg_class p ON p.oid = i.inhparent
+                WHERE c.relkind = 'r' AND n.nspname = current_schema()
+                GROUP BY 1 ORDER BY 2 DESC LIMIT :n"""),
         {"n": LARGEST_TABLES},
     )
     largest = ", ".join(f"{r.name} {_bytes(int(r.bytes))}" for r in rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -142,3 +144,63 @@ def test_search_rows_are_filled_from_existing_profiles(database_url: str) -> Non
         conn.execute("UPDATE channel_profiles SET live_at = NULL WHERE broadcaster_id = '1'")
         live = conn.execute("SELECT live FROM channel_search WHERE broadcaster_id = '1'")
         assert live.fetchall() == [(False,)]
+
+
+def test_viewer_samples_of_a_populated_database_are_partitioned_and_rolled_up(
+    database_url: str,
+) -> None:
+    """300,000 samples of 100 channels over the last 500 days, migrated into month
+    partitions: the same rows after, each in its month's partition (older than 400 days
+    in the default one), and the rollup holds exactly what grouping the samples gives."""
+    config = alembic_config(database_url)
+    command.downgrade(config, "0012")
+    rows = 300_000
+    samples = """SELECT count(*), sum(hashtext(broadcaster_id || stream_id || viewer_count
+                                              || extract(epoch FROM sampled_at)::text)::bigint)
+                 FROM viewer_samples"""
+    grouped = """SELECT broadcaster_id, date_trunc('hour', sampled_at, 'UTC') AS hour, stream_id,
+                        count(*)::int, sum(viewer_count)::bigint, max(viewer_count),
+                        sum(viewer_count::bigint * interval_seconds)::bigint,
+                        (array_agg(title ORDER BY sampled_at DESC))[1]
+                 FROM viewer_samples GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+    # The first month partition the migration makes: that of the day 400 days back.
+    month = (datetime.now(UTC).date() - timedelta(days=400)).replace(day=1)
+    first = f"'{month.isoformat()}T00:00:00+00:00'"
+    rollup = """SELECT broadcaster_id, hour, stream_id, samples, viewer_sum, peak_viewers,
+                       viewer_seconds, title
+                FROM viewer_hours ORDER BY 1, 2, 3"""
+    with psycopg.connect(_libpq(database_url)) as conn:
+        conn.execute(
+            """INSERT INTO viewer_samples (broadcaster_id, sampled_at, stream_id, viewer_count,
+                                           interval_seconds, title)
+               SELECT 'b' || (i %% 100), date_trunc('second', now())
+                          - (i / 100) * interval '1 day' * 500 / (%s / 100),
+                      's' || (i %% 100) || '-' || (i / 6000), (i::bigint * 7919) %% 50000, 300,
+                      't' || (i %% 3)
+               FROM generate_series(1, %s) AS i""",
+            (rows, rows),
+        )
+        before = conn.execute(samples).fetchone()
+        expected = conn.execute(grouped).fetchall()
+        older = conn.execute(f"SELECT count(*) FROM viewer_samples WHERE sampled_at < {first}")  # noqa: S608
+        old = older.fetchone()
+    command.upgrade(config, "head")
+    with psycopg.connect(_libpq(database_url)) as conn:
+        after = conn.execute(samples).fetchone()
+        misplaced = conn.execute(
+            """SELECT count(*) FROM viewer_samples
+               WHERE tableoid::regclass::text
+                     <> 'viewer_samples_p' || to_char(sampled_at AT TIME ZONE 'UTC', 'YYYYMM')
+                 AND sampled_at >= """  # noqa: S608 - a date of this test's
+            + first
+        ).fetchone()
+        in_default = conn.execute("SELECT count(*) FROM viewer_samples_default").fetchone()
+        rolled = conn.execute(rollup).fetchall()
+    assert before is not None
+    assert before[0] == rows
+    assert after == before
+    assert misplaced == (0,)
+    assert old is not None
+    assert old[0] > 0
+    assert in_default == old
+    assert rolled == expected

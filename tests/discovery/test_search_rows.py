@@ -60,9 +60,7 @@ async def test_search_answers_what_it_answered_from_the_profiles(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     async with sessions() as session:
-        if not await session.scalar(
-            text("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
-        ):
+        if not await session.scalar(text("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")):
             # The embedded server: likeness is SQL there (migration 0005), a scan per
             # search, and these ~600 searches take minutes; the other run compares them.
             pytest.skip("no pg_trgm on this server: search scans (its SQL fallback, README)")

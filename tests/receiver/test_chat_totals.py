@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -107,6 +107,8 @@ async def _check(
     windows=st.lists(st.tuples(minutes, minutes), min_size=1, max_size=6),
     ended=st.lists(st.tuples(minutes, minutes), max_size=4),
 )
+# Two sessions with the same span share one stored total.
+@example(early=[(90, 1)], late=[], rolled_to=3000, windows=[(0, 200)], ended=[(60, 120)] * 2)
 def test_unique_chatters_of_any_window_equal_a_distinct_count_over_the_raw_messages(
     database_url: str,
     early: list[tuple[int, int]],
