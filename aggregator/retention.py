@@ -3,15 +3,15 @@
 Raw rows only: day partitions of ``chat_messages`` older than ``RETENTION_DAYS`` and of
 ``folded_messages`` older than ``LEDGER_RETENTION_DAYS``, and month partitions of
 ``viewer_samples`` that ended before the month ``RETENTION_DAYS`` ago began, are dropped
-whole (their rows left in the default partition are deleted), ``job_runs`` older than
-``RETENTION_DAYS``,
-expired or ended login sessions and API tokens revoked ``RETENTION_DAYS`` ago are
-deleted. Aggregates (``channel_hours``, ``chatter_hours``, chatter sets, sessions,
-``viewer_hours``, rollups) are never touched. Every step is its own short transaction:
-one partition made or dropped, or at most ``DELETE_BATCH`` rows deleted, with a lock
-timeout on the DDL so a drop never holds the fold behind it for long. A run is one ``job_runs`` row
-(``recorded_run``); what it did not finish before its deadline the next run does.
-``retention_marks`` records from when each partitioned table is complete, for the reads.
+whole (their rows left in the default partition are deleted); ``job_runs`` older than
+``RETENTION_DAYS``, expired or ended login sessions and API tokens revoked
+``RETENTION_DAYS`` ago are deleted. Aggregates (``channel_hours``, ``chatter_hours``,
+chatter sets, sessions, ``viewer_hours``, rollups) are never touched. Every step is its
+own short transaction: one partition made or dropped, or at most ``DELETE_BATCH`` rows
+deleted, with a lock timeout on the DDL so a drop never holds the fold behind it for
+long. A run is one ``job_runs`` row (``recorded_run``); what it did not finish before its
+deadline the next run does. ``retention_marks`` records from when each partitioned table
+is complete, for the reads.
 """
 
 from __future__ import annotations
