@@ -16,6 +16,7 @@ from bench.stats import Row, render
 from schema.logs import configure_logging
 
 Section = Callable[..., list[Row]]
+FAILED = "failed"  # the one row of a section that raised
 
 
 def _sections() -> dict[str, Section]:
@@ -79,6 +80,15 @@ def run(argv: list[str] | None = None) -> int:
             path = _save(rows, args, timings, time.monotonic() - started, stamp)
     print(render(rows))
     print(f"\nraw figures: {path}  ({time.monotonic() - started:.0f} s)")
+    return exit_code(rows)
+
+
+def exit_code(rows: list[Row]) -> int:
+    """1 if a section failed (the others' figures are printed and saved all the same)."""
+    failed = [r.section for r in rows if r.name == FAILED]
+    if failed:
+        print(f"bench: section(s) failed: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -89,7 +99,7 @@ def _run_section(
         return section(env, quick=args.quick, repetitions=max(3, args.repetitions))
     except Exception as exc:  # one broken section must not hide the others' figures
         logging.getLogger("bench").exception("section %s failed", name)
-        return [Row(name, "failed", "", note=f"{type(exc).__name__}: {exc}"[:200])]
+        return [Row(name, FAILED, "", note=f"{type(exc).__name__}: {exc}"[:200])]
 
 
 def _save(

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,7 @@ def plan(info: dict[str, Any], games: int, per_route: int) -> list[list[str]]:
     """[label, path] for one repetition, routes interleaved so drift hits all alike."""
     logins: list[str] = info["logins"]
     history: list[str] = info["history_ids"]
-    makers = {
+    makers: dict[str, Callable[[], str]] = {
         "live, top 50": lambda: "/api/live?limit=50",
         "live, one category": lambda: (
             f"/api/live?limit=50&game={10000 + min(games, int(games ** random.random()))}"

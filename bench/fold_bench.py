@@ -138,7 +138,7 @@ async def _wait_for_balance(env: Environment, n: int, shards: int) -> None:
         keys = [lease_key(env.queue_name, s) for s in range(shards)]
         while True:
             owners = await redis.mget(keys)
-            held = Counter(owners)
+            held: Counter[bytes | None] = Counter(owners)
             if None not in held and len(held) == n and max(held.values()) <= -(-shards // n):
                 return
             if time.monotonic() > deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from bench.cli import FAILED, exit_code
 from bench.loadgen import Connection, build
 from bench.stats import Row, percentile, render
 from receiver.signature import verify
@@ -30,6 +31,12 @@ def test_row_ratio_and_table_show_median_spread_baseline_and_verdict() -> None:
     assert ">= 0.25 ok" in table
     assert "n/a" in table
     assert "not available: no stand-in" in table
+
+
+def test_a_failed_section_fails_the_run_and_a_complete_one_does_not() -> None:
+    measured = Row("fold", "messages/s", "msg/s", [9_000.0])
+    assert exit_code([measured]) == 0
+    assert exit_code([measured, Row("live", FAILED, "", note="RuntimeError: boom")]) == 1
 
 
 def test_prebuilt_requests_carry_valid_signatures() -> None:
