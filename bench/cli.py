@@ -48,7 +48,7 @@ def _sections() -> dict[str, Section]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     parser.add_argument(
         "--only", action="append", metavar="SECTION", help="run only these sections"
     )
