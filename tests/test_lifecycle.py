@@ -4,7 +4,6 @@ its jobs finish or go back to the queue, and nothing is lost."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -18,20 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schema.settings import Settings
 from tests.aggregator.test_worker_faults import chat_deliveries, enqueue, folded, hour_rows
-from tests.conftest import ROOT, SECRET, eventually, free_port
-
-
-def _env(settings: Settings, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        "QUEUE_NAME": settings.queue_name,
-        "EVENTSUB_SECRET": SECRET,
-        "WORKER_METRICS_PORT": "0",
-        "LOG_FORMAT": "console",
-        **extra,
-    }
+from tests.conftest import ROOT, eventually, free_port
+from tests.processes import service_env, start
 
 
 @pytest.mark.parametrize(
@@ -54,7 +41,7 @@ def test_an_unreachable_service_at_start_fails_fast_in_one_line(
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "streamfold", command],
-        env=_env(settings, **{broken: url, "PORT": str(free_port())}),
+        env=service_env(settings, **{broken: url, "PORT": str(free_port())}),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -77,16 +64,7 @@ async def test_sigterm_lets_the_worker_finish_or_requeue_and_loses_nothing(
 ) -> None:
     deliveries, truth = chat_deliveries(4_000)
     await enqueue(redis, settings, deliveries, size=20)
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streamfold",
-        "worker",
-        env=_env(settings),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = await start(service_env(settings), "worker")
     await eventually(lambda: _at_least(sessions, 500), within=60)
     worker.send_signal(signal.SIGTERM)
     async with asyncio.timeout(40):

@@ -4,10 +4,7 @@ parser, list every family, and move when a notification is received and folded."
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Mapping
 
 import httpx
@@ -19,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from receiver.app import create_app
 from schema.settings import Settings
 from streamfold.eventsub_sender import chat_message_body, signed
-from tests.conftest import ROOT, SECRET, Clock, eventually, free_port, serve
+from tests.conftest import SECRET, Clock, eventually, free_port, serve
+from tests.processes import answers, service_env, start
 
 SHARED = [
     "streamfold_eventsub_messages",
@@ -68,36 +66,14 @@ async def scrape(url: str) -> dict[str, Metric]:
     return parse(response.text)
 
 
-async def _answers(url: str) -> bool:
-    try:
-        async with httpx.AsyncClient(timeout=1) as client:
-            return (await client.get(url)).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 async def test_web_and_worker_metrics_parse_and_move_after_a_fold(
     settings: Settings, clock: Clock, sessions: async_sessionmaker[AsyncSession], redis: object
 ) -> None:
     port = free_port()
     worker_url = f"http://127.0.0.1:{port}/metrics"
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        "QUEUE_NAME": settings.queue_name,
-        "WORKER_METRICS_PORT": str(port),
-        "LOG_FORMAT": "console",
-    }
-    worker = subprocess.Popen(  # noqa: ASYNC220 - starts at once; we poll for readiness
-        [sys.executable, "-m", "streamfold", "worker"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = await start(service_env(settings, WORKER_METRICS_PORT=str(port)), "worker")
     try:
-        await eventually(lambda: _answers(worker_url), within=30)
+        await eventually(lambda: answers(worker_url), within=30)
         async with serve(create_app(settings, clock=clock)) as base:
             web_before = await scrape(base + "/metrics")
             worker_before = await scrape(worker_url)
@@ -207,5 +183,5 @@ async def test_web_and_worker_metrics_parse_and_move_after_a_fold(
             assert value(after, "streamfold_queue_jobs", "streamfold_queue_jobs") == 0
     finally:
         worker.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(worker.wait, 30)
+        await asyncio.wait_for(worker.wait(), 30)
     assert worker.returncode == 0

@@ -7,11 +7,8 @@ folded exactly once, and a channel's jobs never run on two workers at once.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -30,7 +27,8 @@ from schema.events import Delivery, parse_instant
 from schema.settings import Settings
 from schema.shards import channel_of, lease_key, shard_of, shard_queue, workers_key
 from streamfold.eventsub_sender import chat_message_body, rfc3339
-from tests.conftest import ROOT, eventually
+from tests import processes
+from tests.conftest import eventually
 
 SHARDS = 4
 T0 = datetime(2024, 5, 4, 11, 40, tzinfo=UTC)
@@ -230,30 +228,9 @@ async def test_a_killed_workers_shards_are_taken_over_and_nothing_is_lost(
     shard_keys: None,
 ) -> None:
     items = chat(3_000)
-    env = {
-        **os.environ,
-        "DATABASE_URL": sharded.database_url or "",
-        "REDIS_URL": sharded.redis_url or "",
-        "QUEUE_NAME": sharded.queue_name,
-        "FOLD_SHARDS": str(SHARDS),
-        "FOLD_SHARD_LEASE_SECONDS": "2",
-        "WORKER_METRICS_PORT": "0",
-        "LOG_FORMAT": "console",
-    }
+    env = processes.service_env(sharded, FOLD_SHARDS=str(SHARDS), FOLD_SHARD_LEASE_SECONDS="2")
     env.pop("TWITCH_CLIENT_SECRET", None)
-    workers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "streamfold",
-            "worker",
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(2)
-    ]
+    workers = [await processes.start(env, "worker") for _ in range(2)]
     try:
 
         async def two_owners() -> bool:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -24,8 +22,9 @@ from schema.events import Delivery
 from schema.jobs import FOLD_JOB, encode_batch, fold_job_id
 from schema.settings import Settings
 from streamfold.eventsub_sender import chat_message_body, rfc3339
-from tests.conftest import ROOT, _libpq, eventually
+from tests.conftest import _libpq, eventually
 from tests.faults.report import report
+from tests.processes import service_env, start
 
 T0 = datetime(2024, 5, 4, 11, 50, tzinfo=UTC)
 # The kill test's burst (about 30 s on a 2-core machine); STREAMFOLD_KILL_BURST changes it.
@@ -109,25 +108,9 @@ async def test_worker_killed_mid_batch_three_times_leaves_exact_counts(
 ) -> None:
     deliveries, truth = chat_deliveries(KILL_BURST)
     acknowledged = await enqueue(redis, settings, deliveries, size=100)
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        "QUEUE_NAME": settings.queue_name,
-        "LOG_FORMAT": "console",
-    }
     kills = 0
     for threshold in (KILL_BURST // 10, KILL_BURST * 4 // 10, KILL_BURST * 7 // 10):
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "streamfold",
-            "worker",
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        worker = await start(service_env(settings), "worker")
         try:
             # Generous: a worker starting on a busy machine takes seconds before its first fold.
             await eventually(lambda t=threshold: _at_least(sessions, t), within=120)

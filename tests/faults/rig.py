@@ -11,7 +11,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,69 +28,23 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schema.settings import Settings
 from streamfold.eventsub_sender import Message
-from tests.conftest import ROOT, SECRET, eventually, free_port
-
-
-def _env(settings: Settings, **more: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
-        "QUEUE_NAME": settings.queue_name,
-        "EVENTSUB_SECRET": SECRET,
-        "EVENTSUB_ENSURE_AT_STARTUP": "false",
-        "LOG_FORMAT": "console",
-        **more,
-    }
-
-
-async def _answers(url: str) -> bool:
-    try:
-        async with httpx.AsyncClient(timeout=1) as client:
-            return (await client.get(url)).status_code == 200
-    except httpx.HTTPError:
-        return False
+from tests.conftest import eventually, free_port
+from tests.processes import answers, service_env, start
 
 
 async def start_web(settings: Settings, port: int) -> asyncio.subprocess.Process:
     """``streamfold web`` on ``port``, once it answers ``/healthz``."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streamfold",
-        "web",
-        "--host",
-        "127.0.0.1",
-        env=_env(settings, PORT=str(port)),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    await eventually(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), within=30)
+    process = await start(service_env(settings, PORT=str(port)), "web", "--host", "127.0.0.1")
+    await eventually(lambda: answers(f"http://127.0.0.1:{port}/healthz"), within=30)
     return process
 
 
 async def start_worker(settings: Settings, metrics_port: int = 0) -> asyncio.subprocess.Process:
     """``streamfold worker``; with ``metrics_port``, once its ``/metrics`` answers."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streamfold",
-        "worker",
-        env=_env(settings, WORKER_METRICS_PORT=str(metrics_port)),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = await start(service_env(settings, WORKER_METRICS_PORT=str(metrics_port)), "worker")
     if metrics_port:
-        await eventually(lambda: _answers(f"http://127.0.0.1:{metrics_port}/metrics"), within=30)
+        await eventually(lambda: answers(f"http://127.0.0.1:{metrics_port}/metrics"), within=30)
     return process
-
-
-async def stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-        await process.wait()
 
 
 async def job_outcomes(metrics_port: int, function: str) -> Counter[str]:

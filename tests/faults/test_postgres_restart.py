@@ -31,8 +31,8 @@ from tests.faults.rig import (
     postgres_server,
     start_web,
     start_worker,
-    stop,
 )
+from tests.processes import stop
 
 BURST = 1_000
 

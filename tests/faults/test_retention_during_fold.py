@@ -20,7 +20,8 @@ from schema.settings import Settings
 from streamfold.eventsub_sender import chat_message_body, signed
 from tests.conftest import SECRET, eventually, free_port
 from tests.faults.report import report
-from tests.faults.rig import Sender, chat_counts, folded_ids, start_web, start_worker, stop
+from tests.faults.rig import Sender, chat_counts, folded_ids, start_web, start_worker
+from tests.processes import stop
 
 BURST = 1_500
 ROTATED = 150  # chat messages also delivered by a second subscription (another id)

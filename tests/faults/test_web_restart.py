@@ -18,7 +18,8 @@ from schema.settings import Settings
 from streamfold.eventsub_sender import chat_message_body, signed
 from tests.conftest import SECRET, eventually, free_port
 from tests.faults.report import report
-from tests.faults.rig import Sender, chat_counts, start_web, stop
+from tests.faults.rig import Sender, chat_counts, start_web
+from tests.processes import stop
 
 BURST = 1_500
 

@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import msgspec
-from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from aggregator.worker import create_worker
 from schema import live
 from schema.settings import Settings
-from tests.conftest import ROOT, eventually, free_port
+from tests.conftest import eventually, free_port
 from tests.connected import Connected
+from tests.processes import answers, settings_env, start, stop
 from tests.receiver.people import add_user, sign_in
 
 
@@ -68,32 +64,11 @@ async def follow_listeners(settings: Settings) -> int:
         await probe.aclose()
 
 
-def process_env(settings: Settings, **env: str) -> dict[str, str]:
-    """The environment that makes a ``streamfold`` process build ``settings``; ``env``
-    overrides by variable name."""
-    values = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            values.pop(name.upper(), None)
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        values[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
-    return values | {"WORKER_METRICS_PORT": "0"} | env
-
-
-async def _start(settings: Settings, *args: str, **env: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamfold", *args, env=process_env(settings, **env), cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
 async def worker_process(settings: Settings, **env: str) -> asyncio.subprocess.Process:
     """``streamfold worker`` as its own process on ``settings`` (Twitch: the stand-in),
     once its follow listener is subscribed."""
     before = await follow_listeners(settings)
-    process = await _start(settings, "worker", **env)
+    process = await start(settings_env(settings, **env), "worker")
     await eventually(lambda: _listening_beyond(settings, before, process), within=60)
     return process
 
@@ -103,24 +78,18 @@ async def web_process(settings: Settings) -> AsyncIterator[str]:
     """``streamfold web`` as its own process on ``settings``; its base URL once it
     answers ``/healthz``."""
     port = free_port()
-    process = await _start(settings, "web", "--host", "127.0.0.1", PORT=str(port))
+    process = await start(settings_env(settings, PORT=str(port)), "web", "--host", "127.0.0.1")
     url = f"http://127.0.0.1:{port}"
 
-    async def answers() -> bool:
+    async def healthy() -> bool:
         assert process.returncode is None, f"the web process exited with {process.returncode}"
-        try:
-            async with httpx.AsyncClient(timeout=1) as client:
-                return (await client.get(url + "/healthz")).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return await answers(url + "/healthz")
 
     try:
-        await eventually(answers, within=60)
+        await eventually(healthy, within=60)
         yield url
     finally:
-        if process.returncode is None:
-            process.terminate()
-            await process.wait()
+        await stop(process)
 
 
 async def _listening_beyond(
