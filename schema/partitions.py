@@ -91,17 +91,18 @@ class Scheme:
             return None
 
 
+# Day partitions are kept made a week back and ahead.
+DAYS_AHEAD = 7
 SCHEMES = {
     s.table: s
     for s in (
-        Scheme("chat_messages", "day", monthly=False, around=7 * DAY, timestamped=False),
-        Scheme("folded_messages", "day", monthly=False, around=7 * DAY, timestamped=False),
+        Scheme("chat_messages", "day", monthly=False, around=DAYS_AHEAD * DAY, timestamped=False),
+        Scheme("folded_messages", "day", monthly=False, around=DAYS_AHEAD * DAY, timestamped=False),
         Scheme("viewer_samples", "sampled_at", monthly=True, around=62 * DAY, timestamped=True),
     )
 }
 PARTITIONED_TABLES = tuple(SCHEMES)
 DAILY_TABLES = tuple(t for t, s in SCHEMES.items() if not s.monthly)
-DAYS_AHEAD = 7
 
 
 def partition_name(table: str, day: date) -> str:

@@ -405,6 +405,17 @@ class ViewerHour(Base):
 # -- discovery ----------------------------------------------------------------------------
 
 
+def _trigram_index(table: str, column: str) -> Index:
+    """A pg_trgm GIN index that takes each new row version at once (``fastupdate`` off)."""
+    return Index(
+        f"ix_{table}_{column}_trgm",
+        column,
+        postgresql_using="gin",
+        postgresql_ops={column: "gin_trgm_ops"},
+        postgresql_with={"fastupdate": "off"},
+    )
+
+
 class ChannelProfile(Base):
     """A channel the collector saw (tracked, or in Twitch's top list): its Get Users
     profile and whether it is live now. Not a connection: ``channels`` says that."""
@@ -441,20 +452,8 @@ class ChannelProfile(Base):
     # collector run rewrites the live profiles, and a pending list of them would be
     # scanned whole by every search until the next vacuum.
     __table_args__ = (
-        Index(
-            "ix_channel_profiles_login_trgm",
-            "login",
-            postgresql_using="gin",
-            postgresql_ops={"login": "gin_trgm_ops"},
-            postgresql_with={"fastupdate": "off"},
-        ),
-        Index(
-            "ix_channel_profiles_display_name_trgm",
-            "display_name",
-            postgresql_using="gin",
-            postgresql_ops={"display_name": "gin_trgm_ops"},
-            postgresql_with={"fastupdate": "off"},
-        ),
+        _trigram_index("channel_profiles", "login"),
+        _trigram_index("channel_profiles", "display_name"),
         Index(
             "ix_channel_profiles_live",
             "live_viewers",
@@ -503,20 +502,8 @@ class ChannelSearch(Base):
     recent_viewer_seconds: Mapped[int] = mapped_column(BigInteger)  # the profile's
 
     __table_args__ = (
-        Index(
-            "ix_channel_search_login_trgm",
-            "login",
-            postgresql_using="gin",
-            postgresql_ops={"login": "gin_trgm_ops"},
-            postgresql_with={"fastupdate": "off"},
-        ),
-        Index(
-            "ix_channel_search_display_name_trgm",
-            "display_name",
-            postgresql_using="gin",
-            postgresql_ops={"display_name": "gin_trgm_ops"},
-            postgresql_with={"fastupdate": "off"},
-        ),
+        _trigram_index("channel_search", "login"),
+        _trigram_index("channel_search", "display_name"),
     )
 
 
